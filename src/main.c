@@ -1,0 +1,282 @@
+/* kite command line: `kite run ...`, `kite version`, `kite --help`. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+#include "util/log.h"
+#include "util/size.h"
+#include "vmm/config.h"
+#include "vmm/vm.h"
+
+#define KITE_VERSION "0.1.0"
+
+static const char usage_main[] =
+	"usage: kite <command> [options]\n"
+	"\n"
+	"kite is a virtual machine monitor for x86-64 guests.\n"
+	"\n"
+	"commands:\n"
+	"  run        boot a kernel in a new VM (see `kite run --help`)\n"
+	"  version    print kite's version\n"
+	"\n"
+	"options:\n"
+	"  -h, --help     this text\n"
+	"  -V, --version  same as `kite version`\n";
+
+static const char usage_run[] =
+	"usage: kite run --kernel PATH [options]\n"
+	"\n"
+	"Boot a kernel in a new VM; kite exits when the guest powers off.\n"
+	"\n"
+	"  --kernel PATH        kernel: Linux bzImage, ELF vmlinux, or multiboot v1 ELF (required)\n"
+	"  --initrd PATH        initial ramdisk (for multiboot: the single boot module)\n"
+	"  --cmdline STR        kernel command line\n"
+	"  --memory SIZE        guest RAM, e.g. 256M, 1G, or plain MiB (default 256M, min 16M)\n"
+	"  --cpus N             vCPUs, 1..255 (default 1)\n"
+	"  --engine E           auto, kvm or soft (default auto: kvm if it runs guest kernel\n"
+	"                       code natively, else soft)\n"
+	"  --serial S           COM1: stdio (default), none, or file:PATH\n"
+	"  --debug-exit         enable the debug-exit port 0xf4: a guest write of v ends\n"
+	"                       kite with status (v << 1) | 1\n"
+	"  --on-reboot A        exit (default) or restart when the guest reboots\n"
+	"  -v, --verbose        more messages on stderr (repeat for debug)\n"
+	"  -h, --help           this text\n"
+	"\n"
+	"On the serial console (stdio), Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A.\n"
+	"\n"
+	"exit status: 0 guest powered off or reset, 1 kite error, 2 guest triple fault,\n"
+	"             (v << 1) | 1 guest wrote v to the debug-exit port.\n";
+
+static int check_readable(const char *what, const char *path)
+{
+	if (access(path, R_OK) != 0) {
+		kite_err("cannot open %s '%s': %s", what, path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* The most guest RAM we let a user ask for: what the host has in RAM plus
+ * swap (mappings are lazy, but a VM that can never be backed is an error). */
+static uint64_t host_memory_limit(void)
+{
+	struct sysinfo si;
+	if (sysinfo(&si) != 0)
+		return UINT64_MAX;
+	return ((uint64_t)si.totalram + si.totalswap) * si.mem_unit;
+}
+
+enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_ENGINE,
+       OPT_SERIAL, OPT_DEBUG_EXIT, OPT_ON_REBOOT };
+
+static int parse_run_args(int argc, char **argv, struct vm_config *cfg)
+{
+	static const struct option opts[] = {
+		{ "kernel", required_argument, NULL, OPT_KERNEL },
+		{ "initrd", required_argument, NULL, OPT_INITRD },
+		{ "cmdline", required_argument, NULL, OPT_CMDLINE },
+		{ "memory", required_argument, NULL, OPT_MEMORY },
+		{ "cpus", required_argument, NULL, OPT_CPUS },
+		{ "engine", required_argument, NULL, OPT_ENGINE },
+		{ "serial", required_argument, NULL, OPT_SERIAL },
+		{ "debug-exit", no_argument, NULL, OPT_DEBUG_EXIT },
+		{ "on-reboot", required_argument, NULL, OPT_ON_REBOOT },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	int verbose = 0;
+	opterr = 0;
+	optind = 1;
+	for (;;) {
+		int c = getopt_long(argc, argv, ":hv", opts, NULL);
+		if (c == -1)
+			break;
+		switch (c) {
+		case 'h':
+			fputs(usage_run, stdout);
+			exit(0);
+		case 'v':
+			verbose++;
+			break;
+		case OPT_KERNEL: cfg->kernel_path = optarg; break;
+		case OPT_INITRD: cfg->initrd_path = optarg; break;
+		case OPT_CMDLINE: cfg->cmdline = optarg; break;
+		case OPT_MEMORY: {
+			uint64_t bytes;
+			if (parse_size_mib_default(optarg, &bytes)) {
+				kite_err("invalid --memory '%s': expected a size like 256M, 1G or a number of MiB", optarg);
+				return -1;
+			}
+			cfg->mem_size = bytes;
+			break;
+		}
+		case OPT_CPUS: {
+			char *end;
+			errno = 0;
+			long n = strtol(optarg, &end, 10);
+			if (errno || *end || end == optarg || n < 1 || n > VM_MAX_CPUS) {
+				kite_err("invalid --cpus '%s': expected 1..%d", optarg, VM_MAX_CPUS);
+				return -1;
+			}
+			cfg->nr_cpus = (unsigned)n;
+			break;
+		}
+		case OPT_ENGINE:
+			if (!strcmp(optarg, "auto")) cfg->engine = ENGINE_AUTO;
+			else if (!strcmp(optarg, "kvm")) cfg->engine = ENGINE_KVM;
+			else if (!strcmp(optarg, "soft")) cfg->engine = ENGINE_SOFT;
+			else {
+				kite_err("unknown engine '%s': expected auto, kvm or soft", optarg);
+				return -1;
+			}
+			break;
+		case OPT_SERIAL:
+			if (!strcmp(optarg, "stdio")) cfg->serial = SERIAL_STDIO;
+			else if (!strcmp(optarg, "none")) cfg->serial = SERIAL_NONE;
+			else if (!strncmp(optarg, "file:", 5) && optarg[5]) {
+				cfg->serial = SERIAL_FILE;
+				cfg->serial_path = optarg + 5;
+			} else {
+				kite_err("invalid --serial '%s': expected stdio, none or file:PATH", optarg);
+				return -1;
+			}
+			break;
+		case OPT_DEBUG_EXIT: cfg->debug_exit = true; break;
+		case OPT_ON_REBOOT:
+			if (!strcmp(optarg, "exit")) cfg->on_reboot = REBOOT_EXIT;
+			else if (!strcmp(optarg, "restart")) cfg->on_reboot = REBOOT_RESTART;
+			else {
+				kite_err("invalid --on-reboot '%s': expected exit or restart", optarg);
+				return -1;
+			}
+			break;
+		case ':':
+			kite_err("option '%s' needs a value (see kite run --help)", argv[optind - 1]);
+			return -1;
+		default:
+			kite_err("unknown option '%s' (see kite run --help)", argv[optind - 1]);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		kite_err("unexpected argument '%s' (see kite run --help)", argv[optind]);
+		return -1;
+	}
+	log_set_level(verbose >= 2 ? LOG_DEBUG : verbose == 1 ? LOG_INFO : LOG_WARN);
+	if (!cfg->kernel_path) {
+		kite_err("no kernel given: use --kernel PATH (see kite run --help)");
+		return -1;
+	}
+	if (check_readable("kernel", cfg->kernel_path))
+		return -1;
+	if (cfg->initrd_path && check_readable("initrd", cfg->initrd_path))
+		return -1;
+	if (cfg->mem_size < VM_MIN_MEMORY) {
+		kite_err("--memory %llu MiB is too small: kite needs at least %llu MiB",
+			 (unsigned long long)(cfg->mem_size >> 20),
+			 (unsigned long long)(VM_MIN_MEMORY >> 20));
+		return -1;
+	}
+	uint64_t limit = host_memory_limit();
+	if (cfg->mem_size > limit) {
+		kite_err("--memory %llu MiB is more than this host has (%llu MiB)",
+			 (unsigned long long)(cfg->mem_size >> 20), (unsigned long long)(limit >> 20));
+		return -1;
+	}
+	return 0;
+}
+
+static int exit_status(const struct vm *vm)
+{
+	switch ((enum vm_stop_reason)atomic_load(&vm->stop_reason)) {
+	case VM_STOP_POWEROFF:
+	case VM_STOP_RESET:
+	case VM_STOP_SIGNAL:
+		return 0;
+	case VM_STOP_DEBUG_EXIT:
+		return (int)(((vm->stop_code << 1) | 1) & 0xff);
+	case VM_STOP_TRIPLE_FAULT:
+		return 2;
+	case VM_RUNNING:
+	case VM_STOP_ERROR:
+		break;
+	}
+	return 1;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	struct vm_config cfg;
+	vm_config_defaults(&cfg);
+	if (parse_run_args(argc, argv, &cfg))
+		return 1;
+
+	const struct engine_ops *engine;
+	if (engine_select(&cfg, &engine))
+		return 1;
+
+	/* SIGINT/SIGTERM end the VM cleanly: they are taken by sigwait here,
+	 * in the main thread, never by a vCPU thread. */
+	sigset_t stop_signals;
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGHUP);
+	sigaddset(&stop_signals, SIGUSR2); /* "the VM stopped by itself" */
+	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+
+	struct vm *vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return 1;
+	int status = 1;
+	if (vm_create(vm, &cfg, engine) || vm_load(vm) || vm_run(vm)) {
+		vm_request_stop(vm, VM_STOP_ERROR, 0);
+		goto out;
+	}
+	vm->main_thread = pthread_self();
+	vm->notify_main = true;
+	while (!vm_should_stop(vm)) {
+		int sig;
+		sigwait(&stop_signals, &sig);
+		if (sig != SIGUSR2)
+			vm_request_stop(vm, VM_STOP_SIGNAL, 0);
+	}
+	vm_join(vm);
+	status = exit_status(vm);
+	if (atomic_load(&vm->stop_reason) == VM_STOP_TRIPLE_FAULT)
+		kite_err("guest triple fault: the VM shut down");
+out:
+	vm_destroy(vm);
+	free(vm);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fputs(usage_main, stderr);
+		return 1;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+		fputs(usage_main, stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "version") || !strcmp(cmd, "-V") || !strcmp(cmd, "--version")) {
+		printf("kite %s\n", KITE_VERSION);
+		return 0;
+	}
+	if (!strcmp(cmd, "run"))
+		return cmd_run(argc - 1, argv + 1);
+	kite_err("unknown command '%s' (see kite --help)", cmd);
+	return 1;
+}

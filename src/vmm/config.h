@@ -1,0 +1,32 @@
+/* What a VM is made of, filled from flags (later a config file or the API).
+ * Everything here is validated before vm_create sees it. */
+#ifndef KITE_VMM_CONFIG_H
+#define KITE_VMM_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum engine_choice { ENGINE_AUTO, ENGINE_KVM, ENGINE_SOFT };
+enum serial_mode { SERIAL_STDIO, SERIAL_NONE, SERIAL_FILE };
+enum reboot_action { REBOOT_EXIT, REBOOT_RESTART };
+
+#define VM_MIN_MEMORY (16ULL << 20)
+#define VM_DEFAULT_MEMORY (256ULL << 20)
+#define VM_MAX_CPUS 255
+
+struct vm_config {
+	const char *kernel_path;
+	const char *initrd_path;  /* NULL: none */
+	const char *cmdline;      /* never NULL once parsed ("" for none) */
+	uint64_t mem_size;        /* bytes */
+	unsigned nr_cpus;
+	enum engine_choice engine;
+	bool debug_exit;          /* port 0xf4 isa-debug-exit */
+	enum serial_mode serial;
+	const char *serial_path;  /* for SERIAL_FILE */
+	enum reboot_action on_reboot;
+};
+
+void vm_config_defaults(struct vm_config *cfg);
+
+#endif

@@ -1,0 +1,206 @@
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arch/x86/acpi.h"
+#include "arch/x86/boot.h"
+#include "util/log.h"
+#include "vmm/irq.h"
+
+void vm_config_defaults(struct vm_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->cmdline = "";
+	cfg->mem_size = VM_DEFAULT_MEMORY;
+	cfg->nr_cpus = 1;
+	cfg->engine = ENGINE_AUTO;
+	cfg->serial = SERIAL_STDIO;
+	cfg->on_reboot = REBOOT_EXIT;
+}
+
+void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, uint32_t code)
+{
+	int expected = VM_RUNNING;
+	if (atomic_compare_exchange_strong(&vm->stop_reason, &expected, (int)reason))
+		vm->stop_code = code;
+	if (atomic_load(&vm->notify_main) && !pthread_equal(pthread_self(), vm->main_thread))
+		pthread_kill(vm->main_thread, SIGUSR2);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		if (vm->vcpus[i].engine_data)
+			vm->engine->vcpu_kick(&vm->vcpus[i]);
+}
+
+int vm_irq_line(struct vm *vm, unsigned gsi, bool level)
+{
+	return vm->engine->irq_line(vm, gsi, level);
+}
+
+int vm_irq_msi(struct vm *vm, uint64_t addr, uint32_t data)
+{
+	return vm->engine->irq_msi(vm, addr, data);
+}
+
+int vm_add_device(struct vm *vm, const struct device_ops *ops, void *dev)
+{
+	struct device *n = realloc(vm->devices, (vm->nr_devices + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	vm->devices = n;
+	vm->devices[vm->nr_devices++] = (struct device){ ops, dev };
+	return 0;
+}
+
+/* The devices every kite PC has, on both engines. */
+static int vm_create_devices(struct vm *vm)
+{
+	(void)vm;
+	return 0;
+}
+
+int vm_create(struct vm *vm, const struct vm_config *cfg, const struct engine_ops *engine)
+{
+	int ret;
+	memset(vm, 0, sizeof(*vm));
+	vm->cfg = cfg;
+	vm->engine = engine;
+	atomic_init(&vm->stop_reason, VM_RUNNING);
+	bus_init(&vm->pio, "pio");
+	bus_init(&vm->mmio, "mmio");
+
+	ret = guest_memory_init(&vm->mem, cfg->mem_size);
+	if (ret) {
+		kite_err("cannot allocate %llu MiB of guest memory: %s",
+			 (unsigned long long)(cfg->mem_size >> 20), strerror(-ret));
+		goto fail;
+	}
+	vm->vcpus = calloc(cfg->nr_cpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	vm->nr_vcpus = cfg->nr_cpus;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		vm->vcpus[i].vm = vm;
+		vm->vcpus[i].id = i;
+	}
+
+	ret = engine->vm_init(vm);
+	if (ret)
+		goto fail;
+	ret = vm_create_devices(vm);
+	if (ret)
+		goto fail;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		ret = engine->vcpu_init(&vm->vcpus[i]);
+		if (ret)
+			goto fail;
+	}
+	return 0;
+fail:
+	vm_destroy(vm);
+	return ret;
+}
+
+/* Firmware tables, the kernel and the boot vCPU's state; APs wait for SIPI. */
+int vm_load(struct vm *vm)
+{
+	uint64_t rsdp;
+	char err[512] = "";
+	int ret = acpi_build(&vm->mem, vm->nr_vcpus, &rsdp);
+	if (ret) {
+		kite_err("cannot build ACPI tables: %s", strerror(-ret));
+		return ret;
+	}
+	struct cpu_state *st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	ret = x86_boot_load(&vm->mem, vm->cfg, st, err, sizeof(err));
+	if (ret) {
+		kite_err("%s", err[0] ? err : strerror(-ret));
+		goto out;
+	}
+	ret = vm->engine->vcpu_set_state(&vm->vcpus[0], st);
+	for (unsigned i = 1; i < vm->nr_vcpus && !ret; i++) {
+		x86_reset_state(st, i);
+		st->wait_for_sipi = true;
+		ret = vm->engine->vcpu_set_state(&vm->vcpus[i], st);
+	}
+	if (ret)
+		kite_err("cannot set the boot vCPU state: %s", strerror(-ret));
+out:
+	free(st);
+	return ret;
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *vcpu = arg;
+	struct vm *vm = vcpu->vm;
+	while (!vm_should_stop(vm)) {
+		int ret = vm->engine->vcpu_run(vcpu);
+		if (ret) {
+			kite_err("vCPU %u: %s engine failed: %s", vcpu->id, vm->engine->name,
+				 strerror(-ret));
+			vm_request_stop(vm, VM_STOP_ERROR, 0);
+		}
+	}
+	return NULL;
+}
+
+int vm_run(struct vm *vm)
+{
+	/* vCPU threads must not take the process-directed signals (SIGINT,
+	 * SIGTERM): main.c waits for them. Kicks use a signal the engine
+	 * unblocks on its own thread. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	int ret = 0;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		ret = -pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]);
+		if (ret) {
+			kite_err("cannot start vCPU thread: %s", strerror(-ret));
+			vm_request_stop(vm, VM_STOP_ERROR, 0);
+			break;
+		}
+		vm->vcpus[i].thread_started = true;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return ret;
+}
+
+void vm_join(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->vcpus[i].thread_started) {
+			pthread_join(vm->vcpus[i].thread, NULL);
+			vm->vcpus[i].thread_started = false;
+		}
+	}
+}
+
+void vm_destroy(struct vm *vm)
+{
+	vm_join(vm);
+	for (size_t i = vm->nr_devices; i-- > 0;)
+		if (vm->devices[i].ops->destroy)
+			vm->devices[i].ops->destroy(vm->devices[i].dev);
+	free(vm->devices);
+	vm->devices = NULL;
+	vm->nr_devices = 0;
+	if (vm->vcpus) {
+		for (unsigned i = 0; i < vm->nr_vcpus; i++)
+			if (vm->vcpus[i].engine_data)
+				vm->engine->vcpu_destroy(&vm->vcpus[i]);
+		free(vm->vcpus);
+		vm->vcpus = NULL;
+	}
+	if (vm->engine_data)
+		vm->engine->vm_destroy(vm);
+	guest_memory_destroy(&vm->mem);
+	bus_destroy(&vm->pio);
+	bus_destroy(&vm->mmio);
+}

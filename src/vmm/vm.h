@@ -1,0 +1,71 @@
+/* The VM as a whole: owns guest memory, buses, devices, the engine and the
+ * vCPUs. Lifecycle: vm_create -> vm_load (boot state) -> vm_run (blocks
+ * until the VM stops) -> vm_destroy. */
+#ifndef KITE_VMM_VM_H
+#define KITE_VMM_VM_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "vmm/bus.h"
+#include "vmm/config.h"
+#include "vmm/device.h"
+#include "vmm/memory.h"
+#include "vmm/vcpu.h"
+
+/* Why the VM stopped; decides kite's exit status (see main.c). */
+enum vm_stop_reason {
+	VM_RUNNING = 0,
+	VM_STOP_POWEROFF,     /* ACPI S5, guest poweroff      -> exit 0 */
+	VM_STOP_RESET,        /* i8042/ACPI/CF9 reset request -> exit 0 */
+	VM_STOP_DEBUG_EXIT,   /* write v to port 0xf4         -> exit (v<<1)|1 */
+	VM_STOP_TRIPLE_FAULT, /* shutdown                     -> exit 2 */
+	VM_STOP_SIGNAL,       /* SIGINT/SIGTERM, Ctrl-A x     -> exit 0 (130/143 later?) */
+	VM_STOP_ERROR,        /* kite failed                  -> exit 1 */
+};
+
+struct vm {
+	const struct vm_config *cfg;
+	struct guest_memory mem;
+	struct bus pio;
+	struct bus mmio;
+	const struct engine_ops *engine;
+	void *engine_data;
+	struct vcpu *vcpus;
+	unsigned nr_vcpus;
+
+	_Atomic int stop_reason;  /* enum vm_stop_reason; first stop wins */
+	uint32_t stop_code;       /* debug-exit value */
+
+	/* The main thread sleeps in sigwait; a stop from inside the VM wakes
+	 * it with SIGUSR2 once notify_main is set. */
+	pthread_t main_thread;
+	_Atomic bool notify_main;
+
+	struct device *devices;   /* every device model, in creation order */
+	size_t nr_devices;
+};
+
+/* Lifecycle, all from the main thread. Each returns 0 or a negative errno
+ * and reports its own errors to the user. */
+int vm_create(struct vm *vm, const struct vm_config *cfg, const struct engine_ops *engine);
+int vm_load(struct vm *vm);   /* firmware tables, kernel, boot vCPU state */
+int vm_run(struct vm *vm);    /* start the vCPU threads */
+void vm_join(struct vm *vm);  /* wait until every vCPU thread ended */
+void vm_destroy(struct vm *vm);
+
+/* Devices register themselves here once created; vm_destroy tears them
+ * down in reverse order. */
+int vm_add_device(struct vm *vm, const struct device_ops *ops, void *dev);
+
+/* Ask the VM to stop: records the first reason, kicks every vCPU. Safe from
+ * any thread, including a vCPU inside a device callback. */
+void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, uint32_t code);
+static inline bool vm_should_stop(struct vm *vm)
+{
+	return atomic_load_explicit(&vm->stop_reason, memory_order_acquire) != VM_RUNNING;
+}
+
+#endif
