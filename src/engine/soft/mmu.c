@@ -203,7 +203,7 @@ static void walk_commit(struct soft_cpu *cpu, bool is_write)
 
 static bool canonical(uint64_t la)
 {
-	return (uint64_t)(((int64_t)la << 16) >> 16) == la;
+	return (uint64_t)((int64_t)(la << 16) >> 16) == la;
 }
 
 /* Is the access allowed by a walk result for a given privilege view? */

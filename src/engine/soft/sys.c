@@ -974,7 +974,7 @@ H(h_ud) { (void)in; soft_ud(cpu); }
 
 static bool canon(uint64_t v)
 {
-	return (uint64_t)(((int64_t)v << 16) >> 16) == v;
+	return (uint64_t)((int64_t)(v << 16) >> 16) == v;
 }
 
 static bool msr_read(struct soft_cpu *cpu, uint32_t idx, uint64_t *v)
