@@ -117,9 +117,10 @@ while read -r m; do
 done < /etc/modules.load
 hostname kite-guest
 echo "kite-guest: init reached ($(uname -r), $(grep -c ^processor /proc/cpuinfo) cpu)"
-# kite.run=CMD on the kernel command line ('+' for spaces) runs CMD, then
-# powers off, instead of giving the console a shell.
-run=$(sed -n 's/.*kite\.run=\([^ ]*\).*/\1/p' /proc/cmdline | tr '+' ' ')
+# kite.run=CMD on the kernel command line runs CMD, then powers off, instead
+# of giving the console a shell. CMD is form-encoded: '+' for a space, %2B
+# for '+', %25 for '%'.
+run=$(sed -n 's/.*kite\.run=\([^ ]*\).*/\1/p' /proc/cmdline | sed 's/+/ /g; s/%2B/+/g; s/%25/%/g')
 if [ -n "$run" ]; then
 	sh -c "$run"
 	echo "kite-guest: powering off"
