@@ -698,6 +698,16 @@ static unsigned shift_count(struct soft_cpu *cpu, const struct sinsn *in, int i,
 	return (unsigned)(c & (sz == 8 ? 63 : 31));
 }
 
+/* A zero count changes no flags, but a 32-bit register destination is
+ * still written (upper half cleared) and a memory operand still accessed. */
+static int shift_zero(struct soft_cpu *cpu, const struct sinsn *in, unsigned sz)
+{
+	uint64_t v = rd_op(cpu, in, 0, sz);
+	if (in->op[0].kind == OP_REG)
+		wr_gpr(cpu, in->op[0].reg, sz, v);
+	return SOFT_NEXT;
+}
+
 static uint64_t f_shl(struct soft_cpu *c, uint64_t a, uint64_t n, unsigned sz) { uint64_t r = n >= 64 ? 0 : a << n; lf_set(c, LF_SHL, sz, a, n, r); return r; }
 static uint64_t f_shr(struct soft_cpu *c, uint64_t a, uint64_t n, unsigned sz) { a &= size_mask(sz); uint64_t r = n >= 64 ? 0 : a >> n; lf_set(c, LF_SHR, sz, a, n, r); return r; }
 static uint64_t f_sar(struct soft_cpu *c, uint64_t a, uint64_t n, unsigned sz) { int64_t s = (int64_t)sext(a, sz); uint64_t r = (uint64_t)(s >> (n > 63 ? 63 : n)); lf_set(c, LF_SAR, sz, a, n, r); return r; }
@@ -706,11 +716,8 @@ static int shift(struct soft_cpu *cpu, const struct sinsn *in, alu_fn fn)
 {
 	unsigned sz = in->op[0].size;
 	unsigned n = shift_count(cpu, in, 1, sz);
-	if (!n) {
-		/* no flag change; the operand is still accessed */
-		rd_op(cpu, in, 0, sz);
-		return SOFT_NEXT;
-	}
+	if (!n)
+		return shift_zero(cpu, in, sz);
 	rmw(cpu, in, sz, n, fn, true, false);
 	return SOFT_NEXT;
 }
@@ -772,10 +779,8 @@ static int rotate(struct soft_cpu *cpu, const struct sinsn *in, int kind)
 {
 	unsigned sz = in->op[0].size, bits = sz * 8;
 	unsigned n = shift_count(cpu, in, 1, sz);
-	if (!n) {
-		rd_op(cpu, in, 0, sz);
-		return SOFT_NEXT;
-	}
+	if (!n)
+		return shift_zero(cpu, in, sz);
 	static const alu_fn fns[4] = { f_rol, f_ror, f_rcl, f_rcr };
 	bool cf_in = soft_cf(cpu);
 	soft_flags_commit(cpu);
@@ -804,19 +809,25 @@ static int shxd(struct soft_cpu *cpu, const struct sinsn *in, bool left)
 	unsigned sz = in->op[0].size, bits = sz * 8;
 	unsigned n = shift_count(cpu, in, 2, sz);
 	uint64_t src = rd_gpr(cpu, in->op[1].reg, sz);
-	if (!n) {
-		rd_op(cpu, in, 0, sz);
-		return SOFT_NEXT;
-	}
+	if (!n)
+		return shift_zero(cpu, in, sz);
 	uint64_t a = rd_op(cpu, in, 0, sz);
 	uint64_t r;
 	bool cf;
 	if (sz == 2 && n > 16) {
-		/* undefined result; emulate the common implementation: a 48-bit
-		 * rotate through the source */
-		uint64_t v = left ? (a << 32) | (src << 16) | a : (a << 32) | (src << 16) | a;
-		r = left ? (v << n) >> 32 : v >> n;
-		cf = left ? (v >> (48 - n)) & 1 : (v >> (n - 1)) & 1;
+		/* undefined by the manuals; this is what Intel hardware does:
+		 * the operands form a 32-bit value refilled from the destination */
+		if (left) {
+			uint32_t t = ((uint32_t)a << 16) | (uint32_t)src;
+			uint32_t r32 = (t << n) | ((uint32_t)a << (n - 16));
+			r = r32 >> 16;
+			cf = (t >> (32 - n)) & 1;
+		} else {
+			uint32_t t = ((uint32_t)src << 16) | (uint32_t)a;
+			uint32_t r32 = (t >> n) | ((uint32_t)a << (32 - n));
+			r = r32 & 0xffff;
+			cf = (t >> (n - 1)) & 1;
+		}
 	} else if (left) {
 		unsigned __int128 v = ((unsigned __int128)a << bits) | src;
 		r = (uint64_t)((v << n) >> bits);
