@@ -559,14 +559,14 @@ Test(soft_core, loop_speed)
 	struct env e;
 	setup_long(&e, code_loop, sizeof(code_loop));
 	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
 	run(&e, 100000000);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
 	cr_assert_eq(e.res.stop, SOFT_STOP_HLT);
 	cr_assert_eq(e.res.insns, 30000002);
 	cr_assert_eq(e.st.gpr[RAX], 10000000ULL * 10000001 / 2);
 	double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-	fprintf(stderr, "soft engine: simple loop %.1f M instructions/s\n", (double)e.res.insns / s / 1e6);
+	fprintf(stderr, "soft engine: simple loop %.1f M instructions per CPU second\n", (double)e.res.insns / s / 1e6);
 	env_fini(&e);
 }
 

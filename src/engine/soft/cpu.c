@@ -122,6 +122,7 @@ void soft_tc_flush(struct soft_cpu *cpu)
 	cpu->tc.used = 0;
 	cpu->tc.flushes++;
 	cpu->block_dirty = true;
+	cpu->jc_gen++;
 }
 
 void soft_tc_invalidate_page(struct soft_cpu *cpu, uint64_t pa)
@@ -143,6 +144,7 @@ void soft_tc_invalidate_page(struct soft_cpu *cpu, uint64_t pa)
 		b->valid = 0;
 	}
 	cpu->block_dirty = true;
+	cpu->jc_gen++;
 }
 
 void soft_mark_code(struct soft_cpu *cpu, uint64_t pa)
@@ -449,12 +451,25 @@ static inline struct tblock *tc_lookup(struct soft_cpu *cpu)
 			soft_gp(cpu, 0);
 		la = (uint32_t)(cpu->s.seg[SEG_CS].base + cpu->s.rip);
 	}
+	uint32_t key = cpu->code_size | (uint32_t)cpu->mmu_view << 4;
+	struct jc_entry *j = &cpu->jc[(la ^ (la >> 12)) & (JC_SIZE - 1)];
+	if (j->la == la && j->key == key && j->gen == cpu->jc_gen)
+		return j->b;
 	struct tlbe *e = tlb_entry(cpu, la);
 	uint64_t pa = e->tag_x == (la >> 12) ? (e->pa | (la & 0xfff)) : soft_translate(cpu, la, ACC_EXEC);
-	for (struct tblock *b = cpu->tc.hash[tc_hash(pa, cpu->code_size)]; b; b = b->hnext)
+	struct tblock *b;
+	for (b = cpu->tc.hash[tc_hash(pa, cpu->code_size)]; b; b = b->hnext)
 		if (b->pa == pa && b->mode == cpu->code_size)
-			return b;
-	return tc_build(cpu, la, pa);
+			break;
+	if (!b)
+		b = tc_build(cpu, la, pa);
+	if (b->valid == 1) {
+		j->la = la;
+		j->key = key;
+		j->gen = cpu->jc_gen;
+		j->b = b;
+	}
+	return b;
 }
 
 /* ---- run loop ---- */
@@ -512,24 +527,20 @@ int soft_exec(struct soft_cpu *cpu)
 		bool shadow = cpu->shadow;
 		if (shadow)
 			n = 1;
+		if (cpu->max_insns - cpu->insns < n)
+			n = (unsigned)(cpu->max_insns - cpu->insns);
 		cpu->mode_dirty = false;
 		cpu->block_dirty = false;
-		for (unsigned i = 0; i < n; i++) {
-			const struct sinsn *in = &b->insn[i];
+		const struct sinsn *in = b->insn, *end = b->insn + n;
+		for (; in < end; in++) {
 			int r = in->fn(cpu, in);
 			cpu->insns++;
-			if (r == SOFT_NEXT) {
-				cpu->s.rip += in->len;
-				if (cpu->code_size != 8) {
-					if (cpu->code_size == 2)
-						cpu->s.rip &= 0xffff;
-					else
-						cpu->s.rip &= 0xffffffffULL;
-				}
-			} else {
+			if (__builtin_expect(r != SOFT_NEXT, 0))
 				break;
-			}
-			if (cpu->mode_dirty || cpu->block_dirty || cpu->insns >= cpu->max_insns)
+			cpu->s.rip += in->len;
+			if (cpu->code_size != 8)
+				cpu->s.rip &= cpu->code_size == 2 ? 0xffff : 0xffffffffULL;
+			if (__builtin_expect(cpu->mode_dirty | cpu->block_dirty, 0))
 				break;
 		}
 		if (shadow)
@@ -561,6 +572,7 @@ int soft_cpu_init(struct soft_cpu *cpu, struct soft_vm *svm, unsigned id)
 	pthread_mutex_init(&cpu->lock, NULL);
 	pthread_cond_init(&cpu->cond, NULL);
 	cpu->max_insns = UINT64_MAX;
+	cpu->jc_gen = 1;
 	soft_tlb_flush(cpu, true);
 	soft_mode_changed(cpu);
 	return 0;

@@ -106,9 +106,7 @@ H(h_adc)
 {
 	unsigned sz = dsz(in);
 	uint64_t b = in->op[1].kind == OP_IMM ? in->imm & size_mask(sz) : rd_op(cpu, in, 1, sz);
-	uint8_t cf = soft_cf(cpu);
-	soft_flags_commit(cpu);
-	cpu->lf_cf = cf;
+	cpu->lf_cf = soft_cf(cpu);
 	rmw(cpu, in, sz, b, f_adc, true, false);
 	return SOFT_NEXT;
 }
@@ -117,9 +115,7 @@ H(h_sbb)
 {
 	unsigned sz = dsz(in);
 	uint64_t b = in->op[1].kind == OP_IMM ? in->imm & size_mask(sz) : rd_op(cpu, in, 1, sz);
-	uint8_t cf = soft_cf(cpu);
-	soft_flags_commit(cpu);
-	cpu->lf_cf = cf;
+	cpu->lf_cf = soft_cf(cpu);
 	rmw(cpu, in, sz, b, f_sbb, true, false);
 	return SOFT_NEXT;
 }
@@ -127,7 +123,6 @@ H(h_sbb)
 H(h_inc)
 {
 	uint8_t cf = soft_cf(cpu);
-	soft_flags_commit(cpu);
 	rmw(cpu, in, dsz(in), cf, f_inc, true, false);
 	return SOFT_NEXT;
 }
@@ -135,7 +130,6 @@ H(h_inc)
 H(h_dec)
 {
 	uint8_t cf = soft_cf(cpu);
-	soft_flags_commit(cpu);
 	rmw(cpu, in, dsz(in), cf, f_dec, true, false);
 	return SOFT_NEXT;
 }

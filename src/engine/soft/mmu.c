@@ -24,6 +24,7 @@
 
 void soft_tlb_flush(struct soft_cpu *cpu, bool global)
 {
+	cpu->jc_gen++;
 	for (int v = 0; v < MMU_VIEWS; v++)
 		for (unsigned i = 0; i < TLB_SIZE; i++) {
 			struct tlbe *e = &cpu->tlb[v][i];
@@ -38,6 +39,7 @@ void soft_tlb_flush_page(struct soft_cpu *cpu, uint64_t la)
 	 * whole large page: drop every entry whose page is in the same 2 MiB
 	 * or (rarely) 1 GiB region by flushing all non-matching views cheaply. */
 	uint64_t pn = la >> 12;
+	cpu->jc_gen++;
 	for (int v = 0; v < MMU_VIEWS; v++)
 		for (unsigned i = 0; i < TLB_SIZE; i++) {
 			struct tlbe *e = &cpu->tlb[v][i];

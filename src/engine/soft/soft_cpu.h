@@ -135,8 +135,19 @@ struct tblock {
 
 #define TC_HASH_BITS 14
 #define TC_PAGE_HASH_BITS 12
-#define TC_ARENA_SIZE (8u << 20)
+#define TC_ARENA_SIZE (32u << 20)
 #define TC_MAX_BLOCK 48
+
+/* Jump cache: linear RIP -> block, checked before the TLB and the hash.
+ * Entries are valid only for the current generation, bumped on every TLB
+ * flush and translation-cache invalidation. */
+#define JC_SIZE 4096
+struct jc_entry {
+	uint64_t la;
+	struct tblock *b;
+	uint32_t key;  /* code size | MMU view << 4 */
+	uint32_t gen;
+};
 
 struct soft_tc {
 	struct tblock *hash[1u << TC_HASH_BITS];
@@ -220,6 +231,8 @@ struct soft_cpu {
 	uint64_t nr_pages;
 	struct tlbe tlb[MMU_VIEWS][TLB_SIZE];
 	struct soft_tc tc;
+	struct jc_entry jc[JC_SIZE];
+	uint32_t jc_gen;
 	unsigned id;
 
 	/* exceptions */
