@@ -858,3 +858,22 @@ Test(soft_core, syscall_sysret_swapgs)
 	cr_assert_eq(e.st.msr.kernel_gs_base, 0x5678000);
 	env_fini(&e);
 }
+
+/* 64-bit at 0x10000:
+ * mov al, 1
+ * out 0x80, al
+ * hlt
+ */
+static const uint8_t code_out[] = {
+	0xb0, 0x01, 0xe6, 0x80, 0xf4,
+};
+
+Test(soft_core, standalone_port_io_stops)
+{
+	struct env e;
+	setup_long(&e, code_out, sizeof(code_out));
+	run(&e, 1000);
+	cr_assert_eq(e.res.stop, SOFT_STOP_IO);
+	cr_assert_eq(e.st.rip, CODE + 2);
+	env_fini(&e);
+}

@@ -579,6 +579,23 @@ H(h_iret)
 		nsp = soft_stack_peek(cpu, 3 * sz, sz);
 		nss = (uint16_t)soft_stack_peek(cpu, 4 * sz, sz);
 	}
+	/* Validate the new SS before anything changes: IRET faults leave the
+	 * state as it was. */
+	uint64_t ssd = 0;
+	bool null_ss = !(nss & 0xfffc);
+	if (pop_ss) {
+		if (null_ss) {
+			if (!cpu->long_mode || !((d >> 53) & 1) || rpl == 3)
+				soft_gp(cpu, 0);
+		} else {
+			ssd = read_desc(cpu, nss, 13);
+			unsigned st = (ssd >> 40) & 0xf, sdpl = (ssd >> 45) & 3;
+			if ((nss & 3) != rpl || !((ssd >> 44) & 1) || (st & 8) || !(st & 2) || sdpl != rpl)
+				soft_gp(cpu, nss & 0xfffc);
+			if (!((ssd >> 47) & 1))
+				soft_raise(cpu, 12, nss & 0xfffc, true);
+		}
+	}
 	uint8_t ocpl = cpu->cpl;
 	write_flags(cpu, fl, sz, true);
 	if (!pop_ss) {
@@ -587,19 +604,18 @@ H(h_iret)
 		load_cs(cpu, sel, d, rpl);
 	} else {
 		load_cs(cpu, sel, d, rpl);
-		if (!(nss & 0xfffc) && cpu->long_mode && !(d >> 53 & 1) ) {
-			soft_gp(cpu, 0);
-		}
-		if (!(nss & 0xfffc) && cpu->long_mode) {
-			if (rpl == 3)
-				soft_gp(cpu, 0);
-			s->seg[SEG_SS].selector = nss;
-			s->seg[SEG_SS].unusable = 1;
-			s->seg[SEG_SS].dpl = (uint8_t)rpl;
-			soft_mode_changed(cpu);
+		struct segment *ss = &s->seg[SEG_SS];
+		if (null_ss) {
+			ss->selector = nss;
+			ss->unusable = 1;
+			ss->present = 0;
+			ss->dpl = (uint8_t)rpl;
 		} else {
-			soft_load_seg(cpu, SEG_SS, nss);
+			set_accessed(cpu, nss, ssd);
+			desc_to_seg(ssd, nss, ss);
+			ss->type |= 1;
 		}
+		soft_mode_changed(cpu);
 		s->gpr[RSP] = sz == 8 ? nsp : (cpu->stack_size == 2 ? (s->gpr[RSP] & ~0xffffULL) | (nsp & 0xffff) : (uint32_t)nsp);
 		if (rpl > ocpl)
 			fix_data_segs(cpu);
