@@ -474,28 +474,35 @@ static inline struct tblock *tc_lookup(struct soft_cpu *cpu)
 
 /* ---- run loop ---- */
 
+/* Exception classes for the double-fault rules (SDM vol. 3, 6.15). */
+static int exc_class(int v)
+{
+	switch (v) {
+	case 0: case 10: case 11: case 12: case 13: return 1; /* contributory */
+	case 14: return 2;                                     /* page fault */
+	default: return 0;                                     /* benign */
+	}
+}
+
 static void handle_exception(struct soft_cpu *cpu)
 {
 	int vec = cpu->exc_vector;
-	if (cpu->exc_depth >= 2) {
-		soft_exit(cpu, EXIT_SHUTDOWN);
-	}
-	if (cpu->exc_depth == 1 && vec != 14 && vec != 1) {
-		/* A fault while delivering another: double fault (kept simple:
-		 * benign combinations are rare in practice). */
-		cpu->exc_depth = 2;
-		soft_deliver(cpu, 8, 0, INT_ERR | INT_EXT);
-		cpu->exc_depth = 0;
-		return;
-	}
-	if (cpu->exc_depth == 1) {
-		cpu->exc_depth = 2;
-		soft_deliver(cpu, 8, 0, INT_ERR | INT_EXT);
-		cpu->exc_depth = 0;
-		return;
+	uint32_t err = cpu->exc_error;
+	int flags = (cpu->exc_has_error ? INT_ERR : 0) | INT_EXT;
+	if (cpu->exc_depth) {
+		/* a fault while delivering cpu->exc_first */
+		int first = cpu->exc_first, c1 = exc_class(first), c2 = exc_class(vec);
+		if (first == 8)
+			soft_exit(cpu, EXIT_SHUTDOWN);
+		if ((c1 == 1 && c2 == 1) || (c1 == 2 && c2 != 0)) {
+			vec = 8;
+			err = 0;
+			flags = INT_ERR | INT_EXT;
+		}
 	}
 	cpu->exc_depth = 1;
-	soft_deliver(cpu, vec, cpu->exc_error, (cpu->exc_has_error ? INT_ERR : 0) | INT_EXT);
+	cpu->exc_first = (uint8_t)vec;
+	soft_deliver(cpu, vec, err, flags);
 	cpu->exc_depth = 0;
 }
 

@@ -206,9 +206,10 @@ int soft_cpu_pending(struct soft_cpu *cpu)
 	}
 	if (cpu->s.wait_for_sipi)
 		return EXIT_HLT;
-	if (p & PEND_NMI) {
+	if ((p & PEND_NMI) && !cpu->nmi_blocked) {
 		atomic_fetch_and(&cpu->pending, ~PEND_NMI);
 		cpu->s.halted = false;
+		cpu->nmi_blocked = true;
 		soft_deliver(cpu, 2, 0, INT_EXT);
 		return 0;
 	}

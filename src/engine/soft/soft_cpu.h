@@ -241,7 +241,9 @@ struct soft_cpu {
 	uint8_t exc_vector;
 	uint32_t exc_error;
 	bool exc_has_error;
-	int exc_depth;        /* 0, 1 during delivery, 2 after #DF */
+	int exc_depth;        /* 1 while delivering an exception */
+	uint8_t exc_first;    /* the exception being delivered */
+	bool nmi_blocked;     /* from NMI delivery until the next IRET */
 	bool deliver;         /* deliver exceptions via the IDT (VM mode) */
 	bool shadow;          /* interrupt shadow active for the next instruction */
 	bool block_dirty;     /* the current block was invalidated mid-run */

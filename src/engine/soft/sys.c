@@ -543,6 +543,7 @@ H(h_iret)
 {
 	struct cpu_state *s = &cpu->s;
 	unsigned sz = in->osz;
+	cpu->nmi_blocked = false;
 	if (!(s->cr0 & CR0_PE)) {
 		uint64_t ip = soft_stack_peek(cpu, 0, sz);
 		uint16_t cs = (uint16_t)soft_stack_peek(cpu, sz, sz);
