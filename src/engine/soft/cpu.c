@@ -401,6 +401,9 @@ static struct tblock *tc_build(struct soft_cpu *cpu, uint64_t la, uint64_t pa)
 	if (cpu->tc.used + max > TC_ARENA_SIZE)
 		soft_tc_flush(cpu);
 	struct tblock *b = (struct tblock *)(cpu->tc.arena + cpu->tc.used);
+	/* Mark the page before reading its bytes: a writer on another vCPU
+	 * then either sees the mark or wrote before we decode. */
+	soft_mark_code(cpu, pa);
 	unsigned n = 0;
 	uint64_t off = 0;
 	bool cross = false;
@@ -436,7 +439,6 @@ static struct tblock *tc_build(struct soft_cpu *cpu, uint64_t la, uint64_t pa)
 	unsigned ph = tc_phash(pa >> 12);
 	b->pnext = cpu->tc.pages[ph];
 	cpu->tc.pages[ph] = b;
-	soft_mark_code(cpu, pa);
 	return b;
 }
 

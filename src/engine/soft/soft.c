@@ -153,6 +153,25 @@ void soft_cpu_notify_code_write(struct soft_cpu *cpu, uint8_t mask)
 	}
 }
 
+void soft_mem_written(struct vm *vm, uint64_t gpa, uint64_t len)
+{
+	struct soft_vm_priv *p = vm->engine_data;
+	if (!p || !len)
+		return;
+	struct soft_vm *svm = &p->svm;
+	uint64_t last = gpa + len - 1;
+	if (last < gpa)
+		last = UINT64_MAX;
+	for (uint64_t pfn = gpa >> 12; pfn <= (last >> 12) && pfn < svm->nr_pages; pfn++) {
+		if (!atomic_load_explicit(&svm->code_pages[pfn], memory_order_relaxed))
+			continue;
+		uint8_t mask = atomic_exchange(&svm->code_pages[pfn], 0);
+		for (unsigned i = 0; i < vm->nr_vcpus; i++)
+			if (p->cpus[i] && (mask & (1u << (i & 7))))
+				atomic_fetch_or(&p->cpus[i]->pending, PEND_FLUSH);
+	}
+}
+
 static bool intr_ready(struct soft_cpu *cpu)
 {
 	return (cpu->s.rflags & RFLAGS_IF) && !cpu->shadow;

@@ -46,4 +46,10 @@ void soft_vcpu_nmi(struct vcpu *vcpu);
 void soft_vcpu_init_signal(struct vcpu *vcpu);    /* INIT: reset, wait for SIPI */
 void soft_vcpu_sipi(struct vcpu *vcpu, uint8_t vector);
 
+/* Guest memory was written behind the CPUs' back (device DMA, loaders):
+ * drop any code decoded from [gpa, gpa+len). Cheap when no code was
+ * decoded there. The VMM's DMA write path calls this for the soft engine. */
+struct vm;
+void soft_mem_written(struct vm *vm, uint64_t gpa, uint64_t len);
+
 #endif
