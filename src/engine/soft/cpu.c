@@ -353,8 +353,15 @@ static int decode_one(struct soft_cpu *cpu, const ZydisDecoder *dec, uint64_t la
 	unsigned avail = 4096 - (pa & 0xfff);
 	const uint8_t *p = gm_ptr(cpu->mem, pa, 1);
 	if (!p) {
-		/* Executing from MMIO: unsupported. */
-		soft_exit(cpu, EXIT_IO);
+		/* Executing outside RAM: standalone runs stop; in a VM the bus
+		 * reads all ones there, and FF FF is an invalid opcode. */
+		if (!cpu->svm->vm)
+			soft_exit(cpu, EXIT_IO);
+		memset(out, 0, sizeof(*out));
+		out->fn = h_invalid;
+		out->len = 1;
+		*end = true;
+		return 1;
 	}
 	unsigned n = avail < 15 ? avail : 15;
 	if (!gm_ptr(cpu->mem, pa, n))
@@ -370,9 +377,12 @@ static int decode_one(struct soft_cpu *cpu, const ZydisDecoder *dec, uint64_t la
 			la2 = (uint32_t)la2;
 		uint64_t pa2 = soft_translate(cpu, la2, ACC_EXEC);
 		const uint8_t *p2 = gm_ptr(cpu->mem, pa2, 15 - n);
-		if (!p2)
+		if (!p2 && !cpu->svm->vm)
 			soft_exit(cpu, EXIT_IO);
-		memcpy(buf + n, p2, 15 - n);
+		if (p2)
+			memcpy(buf + n, p2, 15 - n);
+		else
+			memset(buf + n, 0xff, 15 - n);
 		st = ZydisDecoderDecodeFull(dec, buf, 15, &zi, zo);
 		if (ZYAN_SUCCESS(st)) {
 			convert(cpu, &zi, zo, out);
@@ -534,7 +544,8 @@ int soft_exec(struct soft_cpu *cpu)
 		struct tblock *b = tc_lookup(cpu);
 		unsigned n = b->ninsn;
 		bool shadow = cpu->shadow;
-		if (shadow)
+		bool tf = cpu->s.rflags & RFLAGS_TF;
+		if (shadow || tf)
 			n = 1;
 		if (cpu->max_insns - cpu->insns < n)
 			n = (unsigned)(cpu->max_insns - cpu->insns);
@@ -554,6 +565,11 @@ int soft_exec(struct soft_cpu *cpu)
 		}
 		if (shadow)
 			cpu->shadow = false;
+		if (tf && !cpu->exit_code) {
+			/* single-step trap after the instruction */
+			cpu->s.dr[6] |= 0x4000;
+			soft_raise(cpu, 1, 0, false);
+		}
 		if (cpu->exit_code) {
 			int c = cpu->exit_code;
 			cpu->exit_code = 0;
