@@ -16,10 +16,12 @@
  * scale/disp) and the immediates. Instructions are grouped into blocks (a
  * straight run ending at a branch, a system instruction or the page end),
  * stored in a translation cache (tc) hashed by (guest-physical address, code
- * size 16/32/64). A cache hit never calls Zydis. Blocks live in an arena that
- * is reset when full; an invalidated block is only unlinked, so a block that
- * invalidates itself (self-modifying code) finishes safely and the loop stops
- * after the writing instruction.
+ * size 16/32/64). A direct-mapped jump cache keyed by (linear RIP, code size,
+ * MMU view) sits in front of it, invalidated by a generation bump on every
+ * TLB flush or code invalidation. A cache hit never calls Zydis. Blocks live
+ * in an arena that is reset when full; an invalidated block is only
+ * unlinked, so a block that invalidates itself (self-modifying code)
+ * finishes safely and the loop stops after the writing instruction.
  *
  * Code-page tracking. soft_vm.code_pages holds one byte per guest RAM page:
  * a mask of the vCPUs (bit id & 7) that decoded code there. The TLB write
@@ -45,16 +47,37 @@
  * IDT (real, protected and long mode; double fault; triple fault stops the
  * VM); standalone runs stop with SOFT_STOP_EXCEPTION.
  *
- * Handlers. One function per mnemonic (soft_handlers[ZydisMnemonic]); a
- * handler returns SOFT_NEXT (the loop advances RIP by the length) or
- * SOFT_JUMP (the handler set RIP; the block ends). Anything without a
- * handler raises #UD and is logged once at debug level with its mnemonic.
- * The x87/SSE library plugs in by filling its mnemonics into the table
- * (soft_register_handler) using the operand helpers below.
+ * Handlers. One function per mnemonic, in a table indexed by ZydisMnemonic
+ * (filled once; see soft_register_handler). A handler returns SOFT_NEXT (the
+ * loop advances RIP by the length) or SOFT_JUMP (the handler set RIP, or
+ * left it to re-execute, e.g. an unfinished REP; the block ends). Anything
+ * without a handler raises #UD and is logged once at debug level with its
+ * mnemonic: that log is the to-do list.
  *
- * Interrupts. An interrupt controller model drives a vCPU through
- * soft_cpu_set_intr()/soft_cpu_nmi()/soft_cpu_init_sipi() (see soft.c): a
- * pending-work word is checked between blocks; HLT sleeps on a condvar.
+ * Plugging in the x87/SSE library (src/engine/soft/fpu/):
+ *  - call soft_register_handler(ZYDIS_MNEMONIC_x, fn) for each mnemonic
+ *    before any vCPU runs (e.g. from a function soft_sse_handlers() calls);
+ *    MOVSD/CMPSD are routed to the SSE form automatically when the opcode is
+ *    not the string one.
+ *  - architectural state is cpu->s.fx (the FXSAVE image: fcw, fsw, ftw,
+ *    st[8] as 80-bit values in 16-byte slots, mxcsr, xmm[16]); keep it
+ *    there (or sync it in soft_get_state) so state save/restore sees it.
+ *    cpu->fpu is free for the library's private state.
+ *  - operands: in->op[i].kind (OP_XMM/OP_MMX/OP_ST/OP_REG/OP_MEM/OP_IMM),
+ *    .reg, .size in bytes; in->imm for imm8 operands; soft_rd_vec/
+ *    soft_wr_vec read/write XMM, MMX, GPR or memory operands;
+ *    ea_lin() + soft_lin_read/soft_lin_write for other memory sizes (m80,
+ *    m512...). Faults are raised from inside (precise: commit last).
+ *  - exceptions: soft_check_sse() for #UD/#NM; soft_raise(cpu, 19, 0, false)
+ *    for #XM, soft_raise(cpu, 16, 0, false) for #MF.
+ *
+ * Interrupts. An interrupt controller model drives a vCPU through the
+ * soft_vcpu_* functions of soft.h: a pending-work word is checked between
+ * blocks; HLT sleeps on a condvar until an interrupt, NMI, INIT/SIPI or kick.
+ *
+ * Not implemented yet: hardware task switching (task gates, call gates),
+ * virtual-8086 mode, debug-register breakpoints, #AC alignment checks,
+ * XSAVE, PCID, FSGSBASE instructions; none is advertised in CPUID.
  */
 #ifndef KITE_ENGINE_SOFT_SOFT_CPU_H
 #define KITE_ENGINE_SOFT_SOFT_CPU_H

@@ -1116,14 +1116,17 @@ H(h_rdpid)
  * leaf 0x80000001 EDX/ECX). The 64-bit kernel requires FPU, PSE, TSC, MSR,
  * PAE, CX8, PGE, CMOV, FXSR, SSE, SSE2 and LM to boot; the x87/SSE library
  * completes those units. */
-#define F1_EDX ((1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | \
-		(1u << 11) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 19) | (1u << 23) | \
-		(1u << 24) | (1u << 25) | (1u << 26))
-#define F1_ECX ((1u << 13) | (1u << 22) | (1u << 23) | (1u << 31))
-#define F7_EBX ((1u << 7) | (1u << 20))
-#define F7_ECX (1u << 22) /* RDPID */
-#define FX_EDX ((1u << 11) | (1u << 20) | (1u << 26) | (1u << 27) | (1u << 29))
-#define FX_ECX ((1u << 0) | (1u << 5))
+#define F1_EDX SOFT_CPUID_1_EDX
+#define F1_ECX SOFT_CPUID_1_ECX
+#define F7_EBX SOFT_CPUID_7_EBX
+#define F7_ECX SOFT_CPUID_7_ECX
+#define FX_EDX SOFT_CPUID_X1_EDX
+#define FX_ECX SOFT_CPUID_X1_ECX
+_Static_assert(SOFT_CPUID_1_EDX == ((1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) |
+				    (1u << 11) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 19) |
+				    (1u << 23) | (1u << 24) | (1u << 25) | (1u << 26)), "leaf 1 EDX");
+_Static_assert(SOFT_CPUID_1_ECX == ((1u << 13) | (1u << 22) | (1u << 23) | (1u << 31)), "leaf 1 ECX");
+_Static_assert(SOFT_CPUID_X1_EDX == ((1u << 11) | (1u << 20) | (1u << 26) | (1u << 27) | (1u << 29)), "ext EDX");
 
 void soft_cpuid(struct soft_cpu *cpu, uint32_t leaf, uint32_t sub, uint32_t o[4])
 {
