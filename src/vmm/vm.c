@@ -7,6 +7,8 @@
 
 #include "arch/x86/acpi.h"
 #include "arch/x86/boot.h"
+#include "devices/legacy/debug_exit.h"
+#include "devices/legacy/test_device.h"
 #include "util/log.h"
 #include "vmm/irq.h"
 
@@ -56,8 +58,11 @@ int vm_add_device(struct vm *vm, const struct device_ops *ops, void *dev)
 /* The devices every kite PC has, on both engines. */
 static int vm_create_devices(struct vm *vm)
 {
-	(void)vm;
-	return 0;
+	int ret = 0;
+	/* test-run devices: the debug-exit port and the register-echo device */
+	if (vm->cfg->debug_exit && !(ret = debug_exit_create(vm)))
+		ret = test_device_create(vm);
+	return ret;
 }
 
 int vm_create(struct vm *vm, const struct vm_config *cfg, const struct engine_ops *engine)
