@@ -49,7 +49,18 @@ isr_entry:
 	addl $8, %esp
 	popal
 	addl $8, %esp    /* vector, error code */
-	iret
+	/* Return without IRET: the software KVM on kite's development hosts
+	 * (kvm_pvm, which emulates guest CPL0 code) cannot emulate a
+	 * protected-mode IRET. Same privilege, no stack switch, so the frame
+	 * is EIP, CS, EFLAGS: turn it into EFLAGS, EIP and popf; ret. */
+	pushl %eax
+	movl 4(%esp), %eax   /* EIP */
+	xchgl %eax, 12(%esp) /* EIP -> EFLAGS slot, EFLAGS -> eax */
+	movl %eax, 8(%esp)   /* EFLAGS -> CS slot */
+	popl %eax
+	addl $4, %esp
+	popfl
+	ret
 
 	.section .rodata
 	.globl isr_table

@@ -31,6 +31,7 @@ static const struct {
 	{ KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS" },
 	{ KVM_CAP_DEBUGREGS, "KVM_CAP_DEBUGREGS" },
 	{ KVM_CAP_XCRS, "KVM_CAP_XCRS" },
+	{ KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING" },
 };
 
 int kvm_open_checked(char *why, size_t why_len)
@@ -180,6 +181,39 @@ static void kvm_vm_destroy(struct vm *vm)
 	vm->engine_data = NULL;
 }
 
+/* The PC's interrupt wiring, matching the MADT (ISA IRQ n = GSI n on the
+ * IOAPIC, except the PIT's IRQ 0 which is IOAPIC pin 2: the usual
+ * interrupt source override). KVM's default routing sends GSI 0 to IOAPIC
+ * pin 0, so kite sets its own: GSI 0 -> PIC IRQ 0 and IOAPIC pin 2; GSI n
+ * -> PIC IRQ n (n < 16, not the cascade 2) and IOAPIC pin n (n < 24). */
+static int set_gsi_routing(struct kvm_vm *k)
+{
+	enum { MAX_ROUTES = 48 };
+	struct kvm_irq_routing *r = calloc(1, sizeof(*r) + MAX_ROUTES * sizeof(r->entries[0]));
+	if (!r)
+		return -ENOMEM;
+	unsigned n = 0;
+	for (unsigned gsi = 0; gsi < 24; gsi++) {
+		if (gsi < 16 && gsi != 2) {
+			r->entries[n++] = (struct kvm_irq_routing_entry){
+				.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+				.u.irqchip = { gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
+					       gsi % 8 },
+			};
+		}
+		if (gsi != 2) {
+			r->entries[n++] = (struct kvm_irq_routing_entry){
+				.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+				.u.irqchip = { KVM_IRQCHIP_IOAPIC, gsi == 0 ? 2 : gsi },
+			};
+		}
+	}
+	r->nr = n;
+	int ret = ioctl(k->vm_fd, KVM_SET_GSI_ROUTING, r) < 0 ? -errno : 0;
+	free(r);
+	return ret;
+}
+
 static int kvm_vm_init(struct vm *vm)
 {
 	char why[256] = "";
@@ -240,6 +274,10 @@ static int kvm_vm_init(struct vm *vm)
 	if (ioctl(k->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
 		ret = -errno;
 		kite_err("KVM_CREATE_IRQCHIP failed: %s", strerror(errno));
+		goto fail;
+	}
+	if ((ret = set_gsi_routing(k))) {
+		kite_err("KVM_SET_GSI_ROUTING failed: %s", strerror(-ret));
 		goto fail;
 	}
 	/* The speaker port 0x61 stays in the kernel with the PIT: Linux gates
