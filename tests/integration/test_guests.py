@@ -4,6 +4,7 @@ handling and how kite stops (Ctrl-A x, SIGTERM)."""
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -182,6 +183,42 @@ def test_engine_kvm_unavailable_message(kite, guests):
     assert r.returncode == 1
     assert len(r.stderr.splitlines()) == 1
     assert "/dev/kvm" in r.stderr
+
+
+def _as_root_helper(tool):
+    if os.geteuid() != 0:
+        pytest.skip(f"needs root to run {tool}")
+    if not shutil.which(tool):
+        pytest.skip(f"{tool} not installed")
+
+
+def test_no_dev_kvm(kite, guests):
+    """A mount namespace with an empty /dev: the kvm engine says what is
+    missing and what to try instead."""
+    _as_root_helper("unshare")
+    script = (f"mount -t tmpfs none /dev || exit 99; "
+              f"exec '{kite}' run --engine kvm --kernel '{guests / 'hello.elf'}'")
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True,
+                       timeout=30)
+    if r.returncode == 99:
+        pytest.skip(f"cannot hide /dev here: {r.stderr.strip()}")
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        "kite: kvm engine unavailable: no /dev/kvm: the kvm engine needs KVM (try --engine soft)"]
+
+
+def test_dev_kvm_permission_denied(kite, guests):
+    _as_root_helper("setpriv")
+    if os.stat("/dev/kvm").st_mode & 0o006:
+        pytest.skip("/dev/kvm is open to everyone here")
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        kite, "run", "--engine", "kvm", "--kernel", str(guests / "hello.elf")],
+                       capture_output=True, text=True, timeout=30)
+    if "Permission denied" in r.stderr and "/dev/kvm" not in r.stderr:
+        pytest.skip(f"user nobody cannot run kite from here: {r.stderr.strip()}")
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        "kite: kvm engine unavailable: /dev/kvm: Permission denied (add your user to group kvm)"]
 
 
 # ---- the command line ----------------------------------------------------
