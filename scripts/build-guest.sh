@@ -92,10 +92,20 @@ while read -r rel; do
 done < "$order"
 sed "s|^|/lib/modules/$kver/|" "$order" > "$root/etc/modules.load"
 
-cat > "$root/init" <<'INIT'
+# busybox init runs /etc/init.d/rcS, then a shell on the console; `poweroff`
+# and `reboot` signal it, and it syncs and stops everything before the
+# kernel powers off.
+ln -sf bin/busybox "$root/init"
+ln -sf ../bin/busybox "$root/sbin/init"
+mkdir -p "$root/etc/init.d"
+cat > "$root/etc/inittab" <<'INITTAB'
+::sysinit:/etc/init.d/rcS
+::respawn:-/bin/cttyhack /bin/sh -l
+::ctrlaltdel:/bin/poweroff
+::shutdown:/bin/sync
+INITTAB
+cat > "$root/etc/init.d/rcS" <<'RCS'
 #!/bin/sh
-# kite default guest: mount the basics, load the virtio modules, give the
-# console a shell, power off when it exits.
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -107,20 +117,20 @@ while read -r m; do
 done < /etc/modules.load
 hostname kite-guest
 echo "kite-guest: init reached ($(uname -r), $(grep -c ^processor /proc/cpuinfo) cpu)"
-# Hooks for tests and users: kite.run=CMD on the kernel command line runs CMD
-# instead of the interactive shell.
-run=$(sed -n 's/.*kite\.run=\([^ ]*\).*/\1/p' /proc/cmdline | tr '+' ' ')
+# kite.run=CMD on the kernel command line runs CMD, then powers off, instead
+# of giving the console a shell. CMD is form-encoded: '+' for a space, %2B
+# for '+', %25 for '%'.
+run=$(sed -n 's/.*kite\.run=\([^ ]*\).*/\1/p' /proc/cmdline | sed 's/+/ /g; s/%2B/+/g; s/%25/%/g')
 if [ -n "$run" ]; then
 	sh -c "$run"
-else
-	setsid cttyhack sh -l
+	echo "kite-guest: powering off"
+	sync
+	poweroff -f
 fi
-echo "kite-guest: powering off"
-sync
-poweroff -f
-INIT
-chmod +x "$root/init"
+RCS
+chmod +x "$root/etc/init.d/rcS"
 cat > "$root/etc/profile" <<'PROFILE'
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 export PS1='kite# '
 PROFILE
 
