@@ -1,6 +1,6 @@
 /* kvm engine: struct cpu_state (engine-neutral) <-> KVM's register ioctls.
  * Order on set: SREGS first (they decide the mode the rest is read in),
- * then REGS, FPU, XCRS, MSRS, DEBUGREGS, VCPU_EVENTS, MP_STATE. */
+ * then REGS, XSAVE (x87/SSE), XCRS, MSRS, DEBUGREGS, VCPU_EVENTS, MP_STATE. */
 #include <errno.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -108,6 +108,47 @@ static unsigned msr_list(const struct kvm_vm *k, const struct cpu_state *st, str
 	return n;
 }
 
+/* x87/SSE state goes through KVM_{GET,SET}_XSAVE rather than the FPU
+ * ioctls: the XSAVE buffer's first 512 bytes are the FXSAVE image that
+ * struct fxsave_area is, and its header says which components hold state
+ * (KVM_GET_FPU returned MXCSR as 0 after a set on this kernel). Components
+ * beyond SSE (AVX, AVX-512, ...) are not part of cpu_state: a set puts them
+ * in their init state. */
+#define XSAVE_HDR_XSTATE_BV 512
+#define XSAVE_X87_SSE 3ull
+
+static int set_fpu_state(struct kvm_vcpu *kv, const struct cpu_state *st)
+{
+	struct kvm_xsave xs;
+	memset(&xs, 0, sizeof(xs));
+	memcpy(xs.region, &st->fx, sizeof(st->fx));
+	uint64_t bv = XSAVE_X87_SSE;
+	memcpy((char *)xs.region + XSAVE_HDR_XSTATE_BV, &bv, sizeof(bv));
+	return ioctl(kv->fd, KVM_SET_XSAVE, &xs) < 0 ? -errno : 0;
+}
+
+static int get_fpu_state(struct kvm_vcpu *kv, struct cpu_state *st)
+{
+	struct kvm_xsave xs;
+	if (ioctl(kv->fd, KVM_GET_XSAVE, &xs) < 0)
+		return -errno;
+	memcpy(&st->fx, xs.region, sizeof(st->fx));
+	uint64_t bv;
+	memcpy(&bv, (char *)xs.region + XSAVE_HDR_XSTATE_BV, sizeof(bv));
+	/* components in their init state may hold stale bytes in the buffer */
+	if (!(bv & 1)) {
+		memset(st->fx.st, 0, sizeof(st->fx.st));
+		st->fx.fcw = 0x37f;
+		st->fx.fsw = 0;
+		st->fx.ftw = 0;
+		st->fx.fop = 0;
+		st->fx.fip = st->fx.fdp = 0;
+	}
+	if (!(bv & 2))
+		memset(st->fx.xmm, 0, sizeof(st->fx.xmm));
+	return 0;
+}
+
 static int fail(struct vcpu *vcpu, const char *what)
 {
 	int err = errno ? errno : EIO;
@@ -120,6 +161,7 @@ int kvm_vcpu_set_state(struct vcpu *vcpu, const struct cpu_state *st_in)
 	struct kvm_vcpu *kv = vcpu->engine_data;
 	struct kvm_vm *k = vcpu->vm->engine_data;
 	struct cpu_state st = *st_in;
+	int ret;
 
 	/* A loader leaves these zero when it has no opinion: give the PC
 	 * defaults (LAPIC enabled at its usual base, BSP flag on vCPU 0). */
@@ -161,19 +203,8 @@ int kvm_vcpu_set_state(struct vcpu *vcpu, const struct cpu_state *st_in)
 	if (ioctl(kv->fd, KVM_SET_REGS, &r) < 0)
 		return fail(vcpu, "KVM_SET_REGS");
 
-	struct kvm_fpu fpu;
-	memset(&fpu, 0, sizeof(fpu));
-	memcpy(fpu.fpr, st.fx.st, sizeof(fpu.fpr));
-	fpu.fcw = st.fx.fcw;
-	fpu.fsw = st.fx.fsw;
-	fpu.ftwx = st.fx.ftw;
-	fpu.last_opcode = st.fx.fop;
-	fpu.last_ip = st.fx.fip;
-	fpu.last_dp = st.fx.fdp;
-	memcpy(fpu.xmm, st.fx.xmm, sizeof(fpu.xmm));
-	fpu.mxcsr = st.fx.mxcsr;
-	if (ioctl(kv->fd, KVM_SET_FPU, &fpu) < 0)
-		return fail(vcpu, "KVM_SET_FPU");
+	if ((ret = set_fpu_state(kv, &st)))
+		return fail(vcpu, "KVM_SET_XSAVE");
 
 	if (st.xcr0) {
 		struct kvm_xcrs x = { .nr_xcrs = 1 };
@@ -251,19 +282,8 @@ int kvm_vcpu_get_state(struct vcpu *vcpu, struct cpu_state *st)
 	st->efer = sr.efer;
 	st->msr.apic_base = sr.apic_base;
 
-	struct kvm_fpu fpu;
-	if (ioctl(kv->fd, KVM_GET_FPU, &fpu) < 0)
-		return fail(vcpu, "KVM_GET_FPU");
-	memcpy(st->fx.st, fpu.fpr, sizeof(st->fx.st));
-	st->fx.fcw = fpu.fcw;
-	st->fx.fsw = fpu.fsw;
-	st->fx.ftw = fpu.ftwx;
-	st->fx.fop = fpu.last_opcode;
-	st->fx.fip = fpu.last_ip;
-	st->fx.fdp = fpu.last_dp;
-	memcpy(st->fx.xmm, fpu.xmm, sizeof(st->fx.xmm));
-	st->fx.mxcsr = fpu.mxcsr;
-	st->fx.mxcsr_mask = 0xffff;
+	if (get_fpu_state(kv, st))
+		return fail(vcpu, "KVM_GET_XSAVE");
 
 	struct kvm_xcrs x;
 	memset(&x, 0, sizeof(x));
