@@ -60,9 +60,24 @@ def soft_unavailable(kite, guests):
     return msg[0] if msg else f"kite --engine soft exited {r.returncode}"
 
 
-@pytest.fixture
-def require_kvm():
+@pytest.fixture(scope="session")
+def kvm_unavailable(kite, guests):
+    """Why the kvm engine cannot run guests here (kite's own message: no
+    /dev/kvm, permission, a missing capability), or None."""
     reason = kvm_unusable_reason()
+    if reason:
+        return reason
+    r = subprocess.run([kite, "run", "--engine", "kvm", "--debug-exit", "--serial", "none",
+                        "--kernel", str(guests / "hello.elf")],
+                       capture_output=True, text=True, timeout=120)
+    if "kvm engine unavailable" in r.stderr:
+        return r.stderr.strip().splitlines()[0]
+    return None
+
+
+@pytest.fixture
+def require_kvm(request):
+    reason = request.getfixturevalue("kvm_unavailable")
     if reason:
         pytest.skip(f"kvm engine: {reason}")
 
@@ -71,7 +86,7 @@ def require_kvm():
 def engine(request, kite, guests):
     """Each engine that can run guests here; the others skip, saying why."""
     if request.param == "kvm":
-        reason = kvm_unusable_reason()
+        reason = request.getfixturevalue("kvm_unavailable")
         if reason:
             pytest.skip(f"kvm engine: {reason}")
     else:

@@ -31,6 +31,7 @@
 #define APIC_BASE_BSP     (1ULL << 8)
 #define APIC_BASE_ENABLE  (1ULL << 11)
 #define PAT_DEFAULT       0x0007040600070406ULL
+#define MISC_ENABLE_FAST_STRING 1ULL
 
 static void seg_to_kvm(const struct segment *s, struct kvm_segment *k)
 {
@@ -170,6 +171,8 @@ int kvm_vcpu_set_state(struct vcpu *vcpu, const struct cpu_state *st_in)
 				   (vcpu->id == 0 ? APIC_BASE_BSP : 0);
 	if (!st.msr.pat)
 		st.msr.pat = PAT_DEFAULT;
+	if (!st.msr.misc_enable)
+		st.msr.misc_enable = MISC_ENABLE_FAST_STRING; /* what firmware leaves on */
 	if (!st.fx.fcw && !st.fx.mxcsr) {
 		st.fx.fcw = 0x37f;
 		st.fx.mxcsr = 0x1f80;
