@@ -5,6 +5,9 @@
 #define CR4_PAE  (1 << 5)
 #define CR0_PG   (1 << 31)
 #define COM1     0x3F8
+#define LAPIC    0xFEE00000
+#define VEC      32
+#define TICKS    5
 
 	.text
 	.code32
@@ -59,6 +62,13 @@ long_entry:
 	movq %rax, %rdi
 	call puthex64
 
+	/* LAPIC timer interrupts through a 64-bit IDT, returning with IRETQ */
+	call timer_test
+	cmpl $TICKS, ticks(%rip)
+	jb fail
+	leaq msg_ticks(%rip), %rsi
+	call puts64
+
 	leaq msg_ok(%rip), %rsi
 	call puts64
 	movb $0x10, %al          /* GUEST_OK */
@@ -73,6 +83,46 @@ halt:
 	cli
 	hlt
 	jmp halt
+
+/* timer_test: vector 32 -> isr64; LAPIC timer periodic until TICKS
+ * interrupts arrived or 1000 wake-ups passed; then the timer is masked. */
+timer_test:
+	leaq idt64(%rip), %rdi
+	leaq isr64(%rip), %rax
+	movw %ax, VEC*16(%rdi)           /* offset 15:0 */
+	movw $0x18, VEC*16+2(%rdi)       /* 64-bit code selector */
+	movb $0, VEC*16+4(%rdi)          /* no IST */
+	movb $0x8E, VEC*16+5(%rdi)       /* present, DPL0, interrupt gate */
+	shrq $16, %rax
+	movw %ax, VEC*16+6(%rdi)         /* offset 31:16 */
+	shrq $16, %rax
+	movl %eax, VEC*16+8(%rdi)        /* offset 63:32 */
+	movl $0, VEC*16+12(%rdi)
+	leaq idt64_desc(%rip), %rax
+	movq %rdi, 2(%rax)
+	lidt (%rax)
+	movl $LAPIC, %edi
+	movl $0x1FF, 0xF0(%rdi)          /* SVR: enable, spurious vector 0xFF */
+	movl $0x3, 0x3E0(%rdi)           /* divide by 16 */
+	movl $(1 << 17) | VEC, 0x320(%rdi) /* LVT timer: periodic */
+	movl $200000, 0x380(%rdi)        /* initial count */
+	movl $1000, %ecx
+1:	cmpl $TICKS, ticks(%rip)
+	jae 2f
+	sti
+	hlt
+	cli
+	loop 1b
+2:	movl $(1 << 16) | VEC, 0x320(%rdi) /* mask */
+	ret
+
+isr64:
+	pushq %rax
+	incl ticks(%rip)
+	movl $LAPIC, %eax
+	movl $0, 0xB0(%rax)              /* EOI */
+	popq %rax
+	iretq
 
 /* putc64: byte in %dil. Polls LSR.THRE (bounded). Clobbers rax, rcx, rdx. */
 putc64:
@@ -144,7 +194,18 @@ puthex64:
 	popq %rax
 	ret
 
+	.bss
+	.align 16
+idt64:		.space 256 * 16
+ticks:		.long 0
+
+	.data
+	.align 16
+idt64_desc:	.word 256 * 16 - 1
+		.quad 0
+
 	.section .rodata
+msg_ticks:	.asciz "longmode: 5 LAPIC timer interrupts in 64-bit mode (IRETQ)\n"
 hexdigits:	.ascii "0123456789abcdef"
 msg_hello:	.asciz "longmode: hello from 64-bit mode\n"
 msg_efer:	.asciz "longmode: EFER="

@@ -53,6 +53,7 @@ def test_longmode(kite, guests, engine):
     m = re.search(r"EFER=0x([0-9a-f]{16})", r.stdout)
     assert m and int(m.group(1), 16) & 0x500 == 0x500, "EFER.LME and EFER.LMA"
     assert "64-bit rotate gives 0x9abcdef012345678" in r.stdout
+    assert "longmode: 5 LAPIC timer interrupts in 64-bit mode (IRETQ)" in r.stdout
     assert r.returncode == GUEST_OK, r.stderr
 
 
