@@ -4,6 +4,7 @@
 #ifndef KITE_TESTS_FAKE_VM_H
 #define KITE_TESTS_FAKE_VM_H
 
+#include <errno.h>
 #include <string.h>
 
 #include "vmm/irq.h"
