@@ -441,3 +441,71 @@ Test(serial_file, config_picks_the_backend)
 	cr_assert_str_eq(be->ops->name, "stdio");
 	char_backend_destroy(be);
 }
+
+/* ---- the terminal: raw while kite runs, restored on every way out ---- */
+
+#include <sys/wait.h>
+#include <termios.h>
+
+/* Make a pty's slave our stdin (criterion runs each test in its own
+ * process). Returns the master fd. */
+static int pty_as_stdin(void)
+{
+	int master = posix_openpt(O_RDWR | O_NOCTTY);
+	cr_assert(master >= 0);
+	cr_assert_eq(grantpt(master), 0);
+	cr_assert_eq(unlockpt(master), 0);
+	int slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+	cr_assert(slave >= 0);
+	cr_assert_eq(dup2(slave, STDIN_FILENO), STDIN_FILENO);
+	close(slave);
+	struct termios t;
+	cr_assert_eq(tcgetattr(STDIN_FILENO, &t), 0);
+	cr_assert(t.c_lflag & ICANON, "a fresh pty is cooked");
+	return master;
+}
+
+static bool stdin_is_raw(void)
+{
+	struct termios t;
+	cr_assert_eq(tcgetattr(STDIN_FILENO, &t), 0);
+	return !(t.c_lflag & (ICANON | ECHO | ISIG));
+}
+
+Test(serial_tty, raw_then_restored_by_destroy)
+{
+	int master = pty_as_stdin();
+	struct event_loop *el;
+	cr_assert_eq(event_loop_create(&el), 0);
+	struct char_backend *be;
+	cr_assert_eq(char_stdio_create(NULL, el, &be), 0);
+	cr_assert(stdin_is_raw());
+	struct termios t;
+	tcgetattr(STDIN_FILENO, &t);
+	cr_assert(t.c_oflag & OPOST, "output processing kept");
+	char_backend_destroy(be);
+	cr_assert_not(stdin_is_raw());
+	event_loop_destroy(el);
+	close(master);
+}
+
+Test(serial_tty, restored_at_exit)
+{
+	int master = pty_as_stdin();
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		struct event_loop *el;
+		struct char_backend *be;
+		if (event_loop_create(&el) || char_stdio_create(NULL, el, &be))
+			_exit(2);
+		if (!stdin_is_raw())
+			_exit(3);
+		exit(0); /* runs the atexit handler */
+	}
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child saw raw mode");
+	cr_assert_not(stdin_is_raw(), "atexit restored the terminal");
+	close(master);
+}
