@@ -1,8 +1,10 @@
 #include <criterion/criterion.h>
+#include <unistd.h>
 
 #include "arch/x86/layout.h"
 #include "devices/legacy/cmos_rtc.h"
 #include "fake_vm.h"
+#include "util/event_loop.h"
 
 static struct vm vm;
 static struct vm_config cfg;
@@ -135,7 +137,7 @@ Test(rtc, register_c_update_flag_and_d)
 	cr_assert_eq(rd(RTC_REG_C) & RTC_C_UF, 0, "cleared by reading");
 	wr(RTC_REG_D, 0);
 	cr_assert_eq(rd(RTC_REG_D), RTC_D_VRT);
-	cr_assert_eq(fe.calls, 0, "no IRQ 8: not implemented");
+	cr_assert_eq(fe.calls, 0, "no IRQ 8 while no interrupt is enabled");
 }
 
 Test(rtc, nmi_bit_ignored_and_index_readback)
@@ -168,4 +170,59 @@ Test(rtc, save_restore)
 	cr_assert_eq(cmos_rtc_ops.restore(rtc, blob, n - 1), -EINVAL);
 	cmos_rtc_ops.reset(rtc);
 	cr_assert_eq(rd(RTC_REG_B), RTC_B_24H);
+}
+
+Test(rtc, update_interrupt)
+{
+	(void)rd(RTC_REG_C);
+	wr(RTC_REG_B, RTC_B_24H | RTC_B_UIE);
+	cmos_rtc_tick(rtc); /* same second: nothing */
+	cr_assert_not(fe.level[IRQ_RTC]);
+	fake_now.tv_sec++;
+	cmos_rtc_tick(rtc);
+	cr_assert(fe.level[IRQ_RTC]);
+	cr_assert_eq(rd(RTC_REG_C) & (RTC_C_IRQF | RTC_C_UF), RTC_C_IRQF | RTC_C_UF);
+	cr_assert_not(fe.level[IRQ_RTC], "reading C acknowledges");
+	cr_assert_eq(rd(RTC_REG_C), 0);
+}
+
+Test(rtc, alarm_interrupt)
+{
+	wr(RTC_SECONDS_ALARM, 0x30);
+	wr(RTC_MINUTES_ALARM, 0xC0); /* any minute */
+	wr(RTC_HOURS_ALARM, 0xFF);   /* any hour */
+	wr(RTC_REG_B, RTC_B_24H | RTC_B_AIE);
+	(void)rd(RTC_REG_C);
+	fake_now.tv_sec += 1; /* :27 */
+	cmos_rtc_tick(rtc);
+	cr_assert_not(fe.level[IRQ_RTC], "UF alone does not interrupt with only AIE");
+	fake_now.tv_sec += 3; /* :30 */
+	cmos_rtc_tick(rtc);
+	cr_assert(fe.level[IRQ_RTC]);
+	cr_assert_eq(rd(RTC_REG_C) & (RTC_C_IRQF | RTC_C_AF), RTC_C_IRQF | RTC_C_AF);
+	cr_assert_not(fe.level[IRQ_RTC]);
+}
+
+Test(rtc, periodic_interrupt_with_the_event_loop)
+{
+	/* A second RTC on a VM with a running loop: real timerfd ticks. */
+	struct vm v;
+	struct vm_config c;
+	struct fake_engine f;
+	fake_vm_init(&v, &c, &f, 16 << 20);
+	cr_assert_eq(event_loop_create(&v.loop), 0);
+	cr_assert_eq(cmos_rtc_create(&v, NULL), 0);
+	cr_assert_eq(event_loop_start(v.loop), 0);
+	pio_out(&v, PORT_CMOS, 1, RTC_REG_A);
+	pio_out(&v, PORT_CMOS + 1, 1, 0x26); /* 1024 Hz */
+	pio_out(&v, PORT_CMOS, 1, RTC_REG_B);
+	pio_out(&v, PORT_CMOS + 1, 1, RTC_B_24H | RTC_B_PIE);
+	for (int i = 0; i < 200 && !f.level[IRQ_RTC]; i++)
+		usleep(1000);
+	cr_assert(f.level[IRQ_RTC], "IRQ 8 within 200 ms at 1024 Hz");
+	pio_out(&v, PORT_CMOS, 1, RTC_REG_B);
+	pio_out(&v, PORT_CMOS + 1, 1, RTC_B_24H); /* off again */
+	pio_out(&v, PORT_CMOS, 1, RTC_REG_C);
+	cr_assert(pio_in(&v, PORT_CMOS + 1, 1) & RTC_C_PF);
+	vm_destroy(&v);
 }

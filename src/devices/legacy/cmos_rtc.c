@@ -11,10 +11,15 @@
  * the window in which a real MC146818 may be updating, so guests that wait
  * for UIP to clear behave as on hardware and see a consistent time after.
  *
- * Interrupts: none (IRQ 8 is never raised: periodic, alarm and update-ended
- * interrupts are not implemented). Register C reports UF when a second
- * boundary passed since C was last read, AF when the alarm matches the
- * current time, so polling guests work; IRQF stays 0.
+ * Interrupts (IRQ 8): periodic (PIE, at the rate of register A), alarm (AIE)
+ * and update-ended (UIE) interrupts come from a timerfd on the VM's event
+ * loop, armed only while one of them is enabled: PIE ticks at its period,
+ * UIE/AIE at each second boundary of the guest clock. A tick sets PF, UF and
+ * AF in register C as due, sets IRQF when an enabled flag is pending and
+ * raises IRQ 8 (a level: it drops when the guest reads C, which clears the
+ * flags). Without an event loop (or for a guest that polls), reading C
+ * also reports UF when a second boundary passed since C was last read and
+ * AF when the alarm matches the current time.
  *
  * CMOS memory: bytes 0x0E-0x7F are plain storage, except the memory size
  * bytes filled from guest RAM: 0x15/0x16 base memory (640 KiB), 0x17/0x18
@@ -27,8 +32,14 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include "arch/x86/layout.h"
+#include "util/event_loop.h"
+#include "util/log.h"
+#include "vmm/irq.h"
 #include "vmm/vm.h"
 
 struct rtc_state {
@@ -36,9 +47,11 @@ struct rtc_state {
 	uint8_t index;
 	int64_t offset;      /* guest seconds - host seconds */
 	int64_t last_c_read; /* guest second at the last read of register C */
+	int64_t last_tick;   /* guest second seen by the last timer tick */
+	uint8_t c_flags;     /* PF/AF/UF set by timer ticks, not yet read */
 };
 
-#define RTC_STATE_VERSION 1
+#define RTC_STATE_VERSION 2
 
 struct cmos_rtc {
 	pthread_mutex_t lock;
@@ -46,6 +59,8 @@ struct cmos_rtc {
 	struct rtc_state s;
 	void (*clock)(struct timespec *now, void *opaque);
 	void *clock_opaque;
+	int timerfd;          /* -1 without an event loop */
+	bool irq_level;
 };
 
 static void host_clock(struct timespec *now, void *opaque)
@@ -134,6 +149,97 @@ static void take_time_from_registers(struct cmos_rtc *r)
 	r->s.offset = (int64_t)t - (int64_t)ts.tv_sec;
 }
 
+/* Alarm bytes with both top bits set match anything ("don't care"). */
+static bool alarm_matches(struct cmos_rtc *r)
+{
+	const uint8_t *c = r->s.cmos;
+	static const uint8_t pairs[3][2] = {
+		{ RTC_SECONDS_ALARM, RTC_SECONDS },
+		{ RTC_MINUTES_ALARM, RTC_MINUTES },
+		{ RTC_HOURS_ALARM, RTC_HOURS } };
+	materialize(r);
+	for (int k = 0; k < 3; k++)
+		if ((c[pairs[k][0]] & 0xC0) != 0xC0 && c[pairs[k][0]] != c[pairs[k][1]])
+			return false;
+	return true;
+}
+
+static void update_irq(struct cmos_rtc *r)
+{
+	bool level = (r->s.c_flags & r->s.cmos[RTC_REG_B] & (RTC_B_PIE | RTC_B_AIE | RTC_B_UIE)) != 0;
+	if (level != r->irq_level) {
+		r->irq_level = level;
+		if (r->vm)
+			vm_irq_line(r->vm, IRQ_RTC, level);
+	}
+}
+
+/* Periodic interrupt period in ns from register A's rate bits (0: off). */
+static uint64_t periodic_ns(const struct cmos_rtc *r)
+{
+	unsigned rs = r->s.cmos[RTC_REG_A] & 0x0F;
+	if (!rs)
+		return 0;
+	unsigned shift = rs < 3 ? rs + 7 : rs; /* 1, 2: 256, 128 Hz; n >= 3: 65536 >> n Hz */
+	return (1000000000ULL << shift) / 65536;
+}
+
+/* Arm the timer for what register B enables (called with the lock). */
+static void rearm(struct cmos_rtc *r)
+{
+	if (r->timerfd < 0)
+		return;
+	uint8_t b = r->s.cmos[RTC_REG_B];
+	struct itimerspec its = { 0 };
+	uint64_t period = (b & RTC_B_PIE) ? periodic_ns(r) : 0;
+	if (b & RTC_B_SET) {
+		/* no updates while the guest sets the clock */
+	} else if (period) {
+		its.it_interval.tv_sec = (time_t)(period / 1000000000ULL);
+		its.it_interval.tv_nsec = (long)(period % 1000000000ULL);
+		its.it_value = its.it_interval;
+	} else if (b & (RTC_B_AIE | RTC_B_UIE)) {
+		/* Each second boundary; the guest clock is the host's plus
+		 * whole seconds, so the boundaries are the host's. */
+		long ns;
+		guest_now(r, &ns);
+		its.it_value.tv_nsec = 1000000000L - ns;
+		if (its.it_value.tv_nsec >= 1000000000L) {
+			its.it_value.tv_sec = 1;
+			its.it_value.tv_nsec = 0;
+		}
+		its.it_interval.tv_sec = 1;
+	}
+	timerfd_settime(r->timerfd, 0, &its, NULL);
+}
+
+void cmos_rtc_tick(struct cmos_rtc *r)
+{
+	pthread_mutex_lock(&r->lock);
+	uint8_t b = r->s.cmos[RTC_REG_B];
+	if (!(b & RTC_B_SET)) {
+		int64_t now = guest_now(r, NULL);
+		if (b & RTC_B_PIE)
+			r->s.c_flags |= RTC_C_PF;
+		if (now != r->s.last_tick) {
+			r->s.last_tick = now;
+			r->s.c_flags |= RTC_C_UF;
+			if (alarm_matches(r))
+				r->s.c_flags |= RTC_C_AF;
+		}
+		update_irq(r);
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void timer_ready(void *opaque, int fd, uint32_t events)
+{
+	uint64_t expirations;
+	(void)events;
+	if (read(fd, &expirations, sizeof(expirations)) == sizeof(expirations))
+		cmos_rtc_tick(opaque);
+}
+
 static bool is_time_reg(unsigned i)
 {
 	return i <= RTC_YEAR || i == RTC_CENTURY;
@@ -158,24 +264,18 @@ static uint8_t cmos_read(struct cmos_rtc *r, unsigned i)
 	}
 	case RTC_REG_C: {
 		int64_t now = guest_now(r, NULL);
-		uint8_t v = 0;
-		if (now != r->s.last_c_read && !set)
-			v |= RTC_C_UF;
+		uint8_t v = r->s.c_flags;
 		if (!set) {
-			materialize(r);
-			/* Alarm bytes with both top bits set match anything. */
-			bool match = true;
-			static const uint8_t pairs[3][2] = {
-				{ RTC_SECONDS_ALARM, RTC_SECONDS },
-				{ RTC_MINUTES_ALARM, RTC_MINUTES },
-				{ RTC_HOURS_ALARM, RTC_HOURS } };
-			for (int k = 0; k < 3; k++)
-				if ((c[pairs[k][0]] & 0xC0) != 0xC0 && c[pairs[k][0]] != c[pairs[k][1]])
-					match = false;
-			if (match)
-				v |= 0x20;
+			if (now != r->s.last_c_read)
+				v |= RTC_C_UF;
+			if (alarm_matches(r))
+				v |= RTC_C_AF;
 		}
+		if (v & c[RTC_REG_B] & (RTC_B_PIE | RTC_B_AIE | RTC_B_UIE))
+			v |= RTC_C_IRQF;
+		r->s.c_flags = 0;
 		r->s.last_c_read = now;
+		update_irq(r);
 		return v;
 	}
 	case RTC_REG_D:
@@ -201,6 +301,7 @@ static void cmos_write(struct cmos_rtc *r, unsigned i, uint8_t v)
 	switch (i) {
 	case RTC_REG_A:
 		c[i] = v & 0x7F; /* UIP is read-only */
+		rearm(r);
 		break;
 	case RTC_REG_B:
 		if ((v & RTC_B_SET) && !set) {
@@ -212,6 +313,8 @@ static void cmos_write(struct cmos_rtc *r, unsigned i, uint8_t v)
 		 * recomputed on the next read, nothing to convert. Under SET
 		 * the guest writes in the new format itself. */
 		c[i] = v;
+		rearm(r);
+		update_irq(r);
 		break;
 	case RTC_REG_C:
 	case RTC_REG_D:
@@ -286,6 +389,9 @@ static void rtc_reset_locked(struct cmos_rtc *r)
 	c[RTC_REG_C] = 0;
 	c[RTC_REG_D] = RTC_D_VRT;
 	r->s.index = 0;
+	r->s.c_flags = 0;
+	rearm(r);
+	update_irq(r);
 	if (r->vm)
 		fill_memory_size(r);
 }
@@ -322,6 +428,8 @@ static int rtc_restore(void *dev, const void *buf, size_t len)
 		return -EINVAL;
 	pthread_mutex_lock(&r->lock);
 	r->s = s;
+	rearm(r);
+	update_irq(r);
 	pthread_mutex_unlock(&r->lock);
 	return 0;
 }
@@ -331,6 +439,11 @@ static void rtc_destroy(void *dev)
 	struct cmos_rtc *r = dev;
 	if (r->vm)
 		bus_unregister(&r->vm->pio, PORT_CMOS, r);
+	if (r->timerfd >= 0) {
+		if (r->vm && r->vm->loop)
+			event_loop_del(r->vm->loop, r->timerfd);
+		close(r->timerfd);
+	}
 	pthread_mutex_destroy(&r->lock);
 	free(r);
 }
@@ -345,6 +458,7 @@ void cmos_rtc_set_clock(struct cmos_rtc *r, void (*fn)(struct timespec *, void *
 	pthread_mutex_lock(&r->lock);
 	r->clock = fn ? fn : host_clock;
 	r->clock_opaque = opaque;
+	r->s.last_c_read = r->s.last_tick = guest_now(r, NULL);
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -356,9 +470,28 @@ int cmos_rtc_create(struct vm *vm, struct cmos_rtc **out)
 	pthread_mutex_init(&r->lock, NULL);
 	r->vm = vm;
 	r->clock = host_clock;
+	r->timerfd = -1;
+	int ret = 0;
+	if (vm->loop) {
+		r->timerfd = timerfd_create(CLOCK_REALTIME, TFD_CLOEXEC | TFD_NONBLOCK);
+		if (r->timerfd < 0) {
+			ret = -errno;
+		} else {
+			ret = event_loop_add(vm->loop, r->timerfd, EPOLLIN, timer_ready, r);
+			if (ret) {
+				close(r->timerfd);
+				r->timerfd = -1;
+			}
+		}
+		if (ret) {
+			pthread_mutex_destroy(&r->lock);
+			free(r);
+			return ret;
+		}
+	}
 	rtc_reset_locked(r);
-	r->s.last_c_read = guest_now(r, NULL);
-	int ret = bus_register(&vm->pio, PORT_CMOS, 2, rtc_read, rtc_write, r, "cmos_rtc");
+	r->s.last_c_read = r->s.last_tick = guest_now(r, NULL);
+	ret = bus_register(&vm->pio, PORT_CMOS, 2, rtc_read, rtc_write, r, "cmos_rtc");
 	if (!ret)
 		ret = vm_add_device(vm, &cmos_rtc_ops, r);
 	if (ret) {

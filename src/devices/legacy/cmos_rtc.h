@@ -19,6 +19,9 @@ extern const struct device_ops cmos_rtc_ops;
 void cmos_rtc_set_clock(struct cmos_rtc *rtc, void (*fn)(struct timespec *now, void *opaque),
 			void *opaque);
 
+/* One timer tick, as the event loop delivers it (tests call it directly). */
+void cmos_rtc_tick(struct cmos_rtc *rtc);
+
 enum {
 	RTC_SECONDS = 0x00, RTC_SECONDS_ALARM = 0x01, RTC_MINUTES = 0x02,
 	RTC_MINUTES_ALARM = 0x03, RTC_HOURS = 0x04, RTC_HOURS_ALARM = 0x05,
@@ -33,6 +36,9 @@ enum {
 #define RTC_B_UIE  0x10
 #define RTC_B_DM_BINARY 0x04
 #define RTC_B_24H  0x02
+#define RTC_C_IRQF 0x80
+#define RTC_C_PF   0x40
+#define RTC_C_AF   0x20
 #define RTC_C_UF   0x10
 #define RTC_D_VRT  0x80
 
