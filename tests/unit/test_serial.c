@@ -509,3 +509,26 @@ Test(serial_tty, restored_at_exit)
 	cr_assert_not(stdin_is_raw(), "atexit restored the terminal");
 	close(master);
 }
+
+Test(serial_stdio, unpollable_stdin_means_no_input)
+{
+	struct event_loop *el;
+	cr_assert_eq(event_loop_create(&el), 0);
+	int devnull = open("/dev/null", O_RDONLY);
+	int outp[2];
+	cr_assert_eq(pipe(outp), 0);
+	struct char_backend *be;
+	cr_assert_eq(char_stdio_create_fds(NULL, el, devnull, outp[1], &be), 0);
+	struct sink s = { .lock = PTHREAD_MUTEX_INITIALIZER, .room = 10 };
+	struct char_frontend fr = { sink_can, sink_recv, &s };
+	char_backend_attach(be, &fr);
+	cr_assert_eq(char_backend_start(be), 0, "not an error");
+	char_backend_set_rx(be, false);
+	char_backend_set_rx(be, true);
+	char_backend_write(be, (const uint8_t *)"ok", 2);
+	char buf[4];
+	cr_assert_eq(read(outp[0], buf, sizeof(buf)), 2);
+	char_backend_destroy(be);
+	event_loop_destroy(el);
+	close(devnull); close(outp[0]); close(outp[1]);
+}

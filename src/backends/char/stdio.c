@@ -29,9 +29,16 @@
 struct char_stdio {
 	struct char_backend be;
 	int in_fd, out_fd;
+	/* Input state, touched by the loop thread (reads, EOF) and by the
+	 * frontend's set_rx from a vCPU thread. A paused input is taken out
+	 * of epoll entirely: a hung-up pipe would otherwise report EPOLLHUP
+	 * over and over while the guest is not reading. */
+	pthread_mutex_t lock;
 	bool watching;     /* stdin is in the event loop */
-	bool escape;       /* the last input byte was Ctrl-A */
-	bool quit;         /* Ctrl-A x seen: ignore further input */
+	bool paused;       /* the frontend is full */
+	bool closed;       /* EOF, an error, or Ctrl-A x: no more input */
+	bool escape;       /* the last input byte was Ctrl-A (loop thread only) */
+	bool quit;         /* Ctrl-A x seen (loop thread only) */
 	bool out_failed;
 };
 
@@ -86,12 +93,34 @@ static void stdio_write(struct char_backend *be, const uint8_t *buf, size_t len)
 	}
 }
 
-static void stop_input(struct char_stdio *s)
+static void stdin_ready(void *opaque, int fd, uint32_t events);
+
+/* Called with s->lock. */
+static void update_watch(struct char_stdio *s)
 {
-	if (s->watching) {
+	bool want = s->be.loop && !s->paused && !s->closed;
+	if (want && !s->watching) {
+		int ret = event_loop_add(s->be.loop, s->in_fd, EPOLLIN, stdin_ready, s);
+		if (ret == 0) {
+			s->watching = true;
+		} else {
+			/* A regular file or /dev/null cannot be polled: no input. */
+			kite_debug("serial: stdin cannot be polled (%s): no console input",
+				   strerror(-ret));
+			s->closed = true;
+		}
+	} else if (!want && s->watching) {
 		event_loop_del(s->be.loop, s->in_fd);
 		s->watching = false;
 	}
+}
+
+static void stop_input(struct char_stdio *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->closed = true;
+	update_watch(s);
+	pthread_mutex_unlock(&s->lock);
 }
 
 /* Turn host bytes into guest bytes, acting on the escapes. Returns how
@@ -155,24 +184,19 @@ static void stdin_ready(void *opaque, int fd, uint32_t events)
 static int stdio_start(struct char_backend *be)
 {
 	struct char_stdio *s = (struct char_stdio *)be;
-	if (!be->loop || s->watching || s->quit)
-		return 0;
-	int ret = event_loop_add(be->loop, s->in_fd, EPOLLIN, stdin_ready, s);
-	if (ret == -EPERM || ret == -EBADF) {
-		kite_debug("serial: stdin cannot be polled (%s): no console input", strerror(-ret));
-		return 0;
-	}
-	if (ret)
-		return ret;
-	s->watching = true;
+	pthread_mutex_lock(&s->lock);
+	update_watch(s);
+	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
 
 static void stdio_set_rx(struct char_backend *be, bool enable)
 {
 	struct char_stdio *s = (struct char_stdio *)be;
-	if (s->watching)
-		event_loop_mod(be->loop, s->in_fd, enable ? EPOLLIN : 0);
+	pthread_mutex_lock(&s->lock);
+	s->paused = !enable;
+	update_watch(s);
+	pthread_mutex_unlock(&s->lock);
 }
 
 static void stdio_destroy(struct char_backend *be)
@@ -180,6 +204,7 @@ static void stdio_destroy(struct char_backend *be)
 	struct char_stdio *s = (struct char_stdio *)be;
 	stop_input(s);
 	tty_restore();
+	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
 
@@ -194,6 +219,7 @@ int char_stdio_create_fds(struct vm *vm, struct event_loop *loop, int in_fd, int
 	struct char_stdio *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	pthread_mutex_init(&s->lock, NULL);
 	s->be.ops = &stdio_ops;
 	s->be.vm = vm;
 	s->be.loop = loop;
