@@ -103,3 +103,48 @@ Test(vm_devices, serial_file_error_names_the_path)
 	cr_assert_eq(vm_create(vm, &cfg, &fake_full), -ENOENT);
 	free(vm);
 }
+
+/* A hostile guest: random accesses of every size to every port and to
+ * ECAM must never crash kite (run under make SAN=1 too). */
+Test(vm_devices, random_accesses_do_not_crash)
+{
+	struct vm_config cfg;
+	vm_config_defaults(&cfg);
+	cfg.mem_size = 16 << 20;
+	cfg.serial = SERIAL_NONE;
+	struct vm *vm = calloc(1, sizeof(*vm));
+	cr_assert_eq(vm_create(vm, &cfg, &fake_full), 0);
+	static const uint16_t bases[] = { PORT_COM1, PORT_I8042_DATA, PORT_I8042_CMD, PORT_CMOS,
+					  PORT_POST, PORT_ACPI_PM_BASE, PORT_PCI_CONFIG };
+	static const unsigned sizes[] = { 1, 2, 4 };
+	uint32_t x = 12345;
+	for (int i = 0; i < 200000; i++) {
+		x = x * 1103515245 + 12345;
+		uint16_t port = (uint16_t)(bases[(x >> 8) % 7] + (x >> 16) % 12);
+		unsigned size = sizes[(x >> 4) % 3];
+		uint64_t v = (uint64_t)x * 2654435761u;
+		/* Keep the guest from powering off or resetting so that every
+		 * access reaches a live machine: skip the requests that do. */
+		if ((port == PORT_I8042_CMD && ((v & 0xF1) == 0xF0 || (v & 0xFF) == 0xD1)) ||
+		    (port >= PORT_ACPI_PM1_CNT && port <= PORT_ACPI_PM1_CNT + 1) ||
+		    (port == PORT_RESET_CF9 && size == 1))
+			continue;
+		if (x & 1) {
+			bus_write(&vm->pio, port, size, v);
+		} else {
+			uint64_t r;
+			bus_read(&vm->pio, port, size, &r);
+		}
+		uint64_t off = ((uint64_t)x << 4) % LAYOUT_PCI_ECAM_SIZE;
+		uint64_t r;
+		if (x & 2)
+			bus_write(&vm->mmio, LAYOUT_PCI_ECAM_BASE + off, size, v);
+		else
+			bus_read(&vm->mmio, LAYOUT_PCI_ECAM_BASE + off, size, &r);
+	}
+	uint64_t v;
+	cr_assert(bus_read(&vm->mmio, LAYOUT_PCI_ECAM_BASE, 4, &v));
+	cr_assert_eq(v, 0x00081b36, "the host bridge is intact");
+	vm_destroy(vm);
+	free(vm);
+}
