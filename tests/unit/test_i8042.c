@@ -1,4 +1,5 @@
 #include <criterion/criterion.h>
+#include <errno.h>
 
 #include "arch/x86/layout.h"
 #include "devices/legacy/i8042.h"
@@ -139,4 +140,20 @@ Test(i8042, unknown_commands_and_reset)
 	put(0x11);
 	i8042_ops.reset(vm.devices[0].dev);
 	cr_assert_eq(status() & I8042_STR_OBF, 0);
+}
+
+Test(i8042, save_restore)
+{
+	void *dev = vm.devices[0].dev;
+	cmd(0xD2);
+	put(0x42);
+	uint8_t blob[128];
+	size_t n = i8042_ops.save(dev, blob, sizeof(blob));
+	cr_assert(n <= sizeof(blob));
+	cr_assert_eq(data(), 0x42);
+	cr_assert_eq(i8042_ops.restore(dev, blob, n), 0);
+	cr_assert(status() & I8042_STR_OBF);
+	cr_assert_eq(data(), 0x42);
+	blob[0] = 7;
+	cr_assert_eq(i8042_ops.restore(dev, blob, n), -EINVAL);
 }

@@ -32,12 +32,11 @@
 
 #define QUEUE_SIZE 16
 
-struct i8042 {
-	pthread_mutex_t lock;
-	struct vm *vm;
+/* Everything the guest can observe: the saved state. */
+struct i8042_state {
 	uint8_t ctr;          /* command byte */
 	uint8_t outport;      /* bit 0: reset line (1 = running), bit 1: A20 */
-	uint8_t status_extra; /* CMDDAT, TIMEOUT of the current byte */
+	uint8_t status_extra; /* CMDDAT: the last write went to port 0x64 */
 	uint8_t pending_cmd;  /* controller command waiting for its data byte */
 	uint8_t kbd_pending;  /* keyboard command waiting for its parameter */
 	/* Output queue: each byte with whether it came from the aux port and
@@ -47,26 +46,34 @@ struct i8042 {
 	uint8_t last;         /* what the data port reads when empty */
 };
 
+#define I8042_STATE_VERSION 1
+
+struct i8042 {
+	pthread_mutex_t lock;
+	struct vm *vm;
+	struct i8042_state s;
+};
+
 static void raise_for_head(struct i8042 *k)
 {
-	if (!k->q_count || !k->vm)
+	if (!k->s.q_count || !k->vm)
 		return;
-	bool aux = k->q_aux[k->q_head];
-	if (aux && (k->ctr & I8042_CTR_AUXINT))
+	bool aux = k->s.q_aux[k->s.q_head];
+	if (aux && (k->s.ctr & I8042_CTR_AUXINT))
 		vm_irq_pulse(k->vm, IRQ_I8042_MOUSE);
-	else if (!aux && (k->ctr & I8042_CTR_KBDINT))
+	else if (!aux && (k->s.ctr & I8042_CTR_KBDINT))
 		vm_irq_pulse(k->vm, IRQ_I8042);
 }
 
 static void push(struct i8042 *k, uint8_t v, bool aux, bool timeout)
 {
-	if (k->q_count == QUEUE_SIZE)
+	if (k->s.q_count == QUEUE_SIZE)
 		return; /* the guest is not reading: drop, as the 8042 would */
-	unsigned i = (k->q_head + k->q_count) % QUEUE_SIZE;
-	k->q[i] = v;
-	k->q_aux[i] = aux;
-	k->q_timeout[i] = timeout;
-	if (++k->q_count == 1)
+	unsigned i = (k->s.q_head + k->s.q_count) % QUEUE_SIZE;
+	k->s.q[i] = v;
+	k->s.q_aux[i] = aux;
+	k->s.q_timeout[i] = timeout;
+	if (++k->s.q_count == 1)
 		raise_for_head(k);
 }
 
@@ -80,9 +87,9 @@ static void reset_line(struct i8042 *k)
  * goes to the keyboard. */
 static void keyboard_write(struct i8042 *k, uint8_t v)
 {
-	if (k->kbd_pending) {
-		uint8_t cmd = k->kbd_pending;
-		k->kbd_pending = 0;
+	if (k->s.kbd_pending) {
+		uint8_t cmd = k->s.kbd_pending;
+		k->s.kbd_pending = 0;
 		push(k, 0xFA, false, false);
 		if (cmd == 0xF0 && v == 0) /* query scan code set: set 2 */
 			push(k, 0x02, false, false);
@@ -92,7 +99,7 @@ static void keyboard_write(struct i8042 *k, uint8_t v)
 	case 0xED: /* LEDs */
 	case 0xF3: /* typematic rate */
 	case 0xF0: /* scan code set */
-		k->kbd_pending = v;
+		k->s.kbd_pending = v;
 		push(k, 0xFA, false, false);
 		break;
 	case 0xEE: /* echo */
@@ -117,35 +124,35 @@ static void controller_command(struct i8042 *k, uint8_t cmd)
 {
 	switch (cmd) {
 	case 0x20:
-		push(k, k->ctr, false, false);
+		push(k, k->s.ctr, false, false);
 		break;
 	case 0x60: case 0xD1: case 0xD2: case 0xD3: case 0xD4:
-		k->pending_cmd = cmd;
+		k->s.pending_cmd = cmd;
 		break;
 	case 0xA7:
-		k->ctr |= I8042_CTR_AUXDIS;
+		k->s.ctr |= I8042_CTR_AUXDIS;
 		break;
 	case 0xA8:
-		k->ctr &= (uint8_t)~I8042_CTR_AUXDIS;
+		k->s.ctr &= (uint8_t)~I8042_CTR_AUXDIS;
 		break;
 	case 0xA9: case 0xAB: /* interface tests: no error */
 		push(k, 0x00, false, false);
 		break;
 	case 0xAA:
-		k->ctr |= I8042_CTR_SYS;
+		k->s.ctr |= I8042_CTR_SYS;
 		push(k, 0x55, false, false);
 		break;
 	case 0xAD:
-		k->ctr |= I8042_CTR_KBDDIS;
+		k->s.ctr |= I8042_CTR_KBDDIS;
 		break;
 	case 0xAE:
-		k->ctr &= (uint8_t)~I8042_CTR_KBDDIS;
+		k->s.ctr &= (uint8_t)~I8042_CTR_KBDDIS;
 		break;
 	case 0xC0: /* input port: keyboard not inhibited */
 		push(k, 0x80, false, false);
 		break;
 	case 0xD0:
-		push(k, k->outport, false, false);
+		push(k, k->s.outport, false, false);
 		break;
 	default:
 		if ((cmd & 0xF0) == 0xF0) {
@@ -160,14 +167,14 @@ static void controller_command(struct i8042 *k, uint8_t cmd)
 
 static void data_write(struct i8042 *k, uint8_t v)
 {
-	uint8_t cmd = k->pending_cmd;
-	k->pending_cmd = 0;
+	uint8_t cmd = k->s.pending_cmd;
+	k->s.pending_cmd = 0;
 	switch (cmd) {
 	case 0x60:
-		k->ctr = v;
+		k->s.ctr = v;
 		break;
 	case 0xD1:
-		k->outport = v;
+		k->s.outport = v;
 		if (!(v & 0x01))
 			reset_line(k);
 		break;
@@ -188,14 +195,14 @@ static void data_write(struct i8042 *k, uint8_t v)
 
 static uint8_t status(const struct i8042 *k)
 {
-	uint8_t st = I8042_STR_KEYLOCK | k->status_extra;
-	if (k->ctr & I8042_CTR_SYS)
+	uint8_t st = I8042_STR_KEYLOCK | k->s.status_extra;
+	if (k->s.ctr & I8042_CTR_SYS)
 		st |= I8042_STR_SYS;
-	if (k->q_count) {
+	if (k->s.q_count) {
 		st |= I8042_STR_OBF;
-		if (k->q_aux[k->q_head])
+		if (k->s.q_aux[k->s.q_head])
 			st |= I8042_STR_AUXDATA;
-		if (k->q_timeout[k->q_head])
+		if (k->s.q_timeout[k->s.q_head])
 			st |= I8042_STR_TIMEOUT;
 	}
 	return st;
@@ -203,13 +210,13 @@ static uint8_t status(const struct i8042 *k)
 
 static uint8_t data_read(struct i8042 *k)
 {
-	if (!k->q_count)
-		return k->last;
-	k->last = k->q[k->q_head];
-	k->q_head = (k->q_head + 1) % QUEUE_SIZE;
-	k->q_count--;
+	if (!k->s.q_count)
+		return k->s.last;
+	k->s.last = k->s.q[k->s.q_head];
+	k->s.q_head = (k->s.q_head + 1) % QUEUE_SIZE;
+	k->s.q_count--;
 	raise_for_head(k);
-	return k->last;
+	return k->s.last;
 }
 
 static uint64_t port60_read(void *opaque, uint64_t offset, unsigned size)
@@ -227,7 +234,7 @@ static void port60_write(void *opaque, uint64_t offset, unsigned size, uint64_t 
 	struct i8042 *k = opaque;
 	(void)offset; (void)size;
 	pthread_mutex_lock(&k->lock);
-	k->status_extra &= (uint8_t)~I8042_STR_CMDDAT;
+	k->s.status_extra &= (uint8_t)~I8042_STR_CMDDAT;
 	data_write(k, (uint8_t)value);
 	pthread_mutex_unlock(&k->lock);
 }
@@ -247,20 +254,20 @@ static void port64_write(void *opaque, uint64_t offset, unsigned size, uint64_t 
 	struct i8042 *k = opaque;
 	(void)offset; (void)size;
 	pthread_mutex_lock(&k->lock);
-	k->status_extra |= I8042_STR_CMDDAT;
-	k->pending_cmd = 0;
+	k->s.status_extra |= I8042_STR_CMDDAT;
+	k->s.pending_cmd = 0;
 	controller_command(k, (uint8_t)value);
 	pthread_mutex_unlock(&k->lock);
 }
 
 static void i8042_reset_locked(struct i8042 *k)
 {
-	k->ctr = I8042_CTR_KBDINT | I8042_CTR_AUXINT | I8042_CTR_SYS | I8042_CTR_XLATE;
-	k->outport = 0x03; /* reset line high (not in reset), A20 on */
-	k->status_extra = 0;
-	k->pending_cmd = k->kbd_pending = 0;
-	k->q_head = k->q_count = 0;
-	k->last = 0;
+	k->s.ctr = I8042_CTR_KBDINT | I8042_CTR_AUXINT | I8042_CTR_SYS | I8042_CTR_XLATE;
+	k->s.outport = 0x03; /* reset line high (not in reset), A20 on */
+	k->s.status_extra = 0;
+	k->s.pending_cmd = k->s.kbd_pending = 0;
+	k->s.q_head = k->s.q_count = 0;
+	k->s.last = 0;
 }
 
 static void i8042_reset(void *dev)
@@ -269,6 +276,34 @@ static void i8042_reset(void *dev)
 	pthread_mutex_lock(&k->lock);
 	i8042_reset_locked(k);
 	pthread_mutex_unlock(&k->lock);
+}
+
+static size_t i8042_save(void *dev, void *buf, size_t len)
+{
+	struct i8042 *k = dev;
+	size_t need = 1 + sizeof(struct i8042_state);
+	if (len < need)
+		return need;
+	pthread_mutex_lock(&k->lock);
+	((uint8_t *)buf)[0] = I8042_STATE_VERSION;
+	memcpy((uint8_t *)buf + 1, &k->s, sizeof(k->s));
+	pthread_mutex_unlock(&k->lock);
+	return need;
+}
+
+static int i8042_restore(void *dev, const void *buf, size_t len)
+{
+	struct i8042 *k = dev;
+	struct i8042_state st;
+	if (len != 1 + sizeof(st) || ((const uint8_t *)buf)[0] != I8042_STATE_VERSION)
+		return -EINVAL;
+	memcpy(&st, (const uint8_t *)buf + 1, sizeof(st));
+	if (st.q_head >= QUEUE_SIZE || st.q_count > QUEUE_SIZE)
+		return -EINVAL;
+	pthread_mutex_lock(&k->lock);
+	k->s = st;
+	pthread_mutex_unlock(&k->lock);
+	return 0;
 }
 
 static void i8042_destroy(void *dev)
@@ -283,7 +318,8 @@ static void i8042_destroy(void *dev)
 }
 
 const struct device_ops i8042_ops = {
-	.name = "i8042", .reset = i8042_reset, .destroy = i8042_destroy,
+	.name = "i8042", .reset = i8042_reset, .save = i8042_save, .restore = i8042_restore,
+	.destroy = i8042_destroy,
 };
 
 int i8042_create(struct vm *vm, struct i8042 **out)
