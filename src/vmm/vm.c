@@ -180,14 +180,14 @@ static void *vcpu_thread(void *arg)
 
 int vm_run(struct vm *vm)
 {
-	/* vCPU threads must not take the process-directed signals (SIGINT,
-	 * SIGTERM): main.c waits for them. Kicks use a signal the engine
-	 * unblocks on its own thread. */
 	int ret = event_loop_start(vm->loop);
 	if (ret) {
 		kite_err("cannot start the event loop: %s", strerror(-ret));
 		return ret;
 	}
+	/* vCPU threads must not take the process-directed signals (SIGINT,
+	 * SIGTERM): main.c waits for them. Kicks use a signal the engine
+	 * unblocks on its own thread. */
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);

@@ -240,17 +240,18 @@ static void timer_ready(void *opaque, int fd, uint32_t events)
 		cmos_rtc_tick(opaque);
 }
 
+/* The registers computed from the clock (the alarm bytes are storage). */
 static bool is_time_reg(unsigned i)
 {
-	return i <= RTC_YEAR || i == RTC_CENTURY;
+	return (i <= RTC_YEAR && i != RTC_SECONDS_ALARM && i != RTC_MINUTES_ALARM &&
+		i != RTC_HOURS_ALARM) || i == RTC_CENTURY;
 }
 
 static uint8_t cmos_read(struct cmos_rtc *r, unsigned i)
 {
 	uint8_t *c = r->s.cmos;
 	bool set = c[RTC_REG_B] & RTC_B_SET;
-	if (is_time_reg(i) && i != RTC_SECONDS_ALARM && i != RTC_MINUTES_ALARM &&
-	    i != RTC_HOURS_ALARM) {
+	if (is_time_reg(i)) {
 		if (!set)
 			materialize(r);
 		return c[i];
@@ -289,8 +290,7 @@ static void cmos_write(struct cmos_rtc *r, unsigned i, uint8_t v)
 {
 	uint8_t *c = r->s.cmos;
 	bool set = c[RTC_REG_B] & RTC_B_SET;
-	if (is_time_reg(i) && i != RTC_SECONDS_ALARM && i != RTC_MINUTES_ALARM &&
-	    i != RTC_HOURS_ALARM) {
+	if (is_time_reg(i)) {
 		if (!set)
 			materialize(r);
 		c[i] = v;
