@@ -267,3 +267,77 @@ Test(pic, output_callback_and_hostile_ports)
 	pic_set_irq(P, 0, true);
 	cr_assert_eq(pic_ack(P), 0x40);
 }
+
+/* How an engine wires the legacy path: PIT channel 0 -> PIC IRQ0 and
+ * IOAPIC pin 2; PIC INTR -> BSP LAPIC LINT0 (ExtINT); the LAPIC's INTA for
+ * ExtINT -> pic_ack. Exercises the lock order PIT -> PIC -> LAPIC and
+ * LAPIC (unlocked) -> PIC. */
+#include "devices/platform/ioapic.h"
+#include "devices/platform/lapic.h"
+#include "devices/platform/pit8254.h"
+
+struct pc {
+	struct pic *pic;
+	struct ioapic *io;
+	struct lapic *bsp;
+	struct apic_bus bus;
+	unsigned kicks;
+};
+
+static void pc_pic_out(void *o, bool level) { lapic_set_lint(((struct pc *)o)->bsp, 0, level); }
+static int pc_extint(void *o) { return pic_ack(((struct pc *)o)->pic); }
+static void pc_kick(void *o, unsigned id) { (void)id; ((struct pc *)o)->kicks++; }
+static void pc_eoi(void *o, uint8_t v) { ioapic_eoi(((struct pc *)o)->io, v); }
+static void pc_set_irq(void *o, unsigned line, bool level)
+{
+	struct pc *pc = o;
+	pic_set_irq(pc->pic, line, level);
+	ioapic_set_irq(pc->io, line == 0 ? 2 : line, level); /* ISA IRQ0 -> GSI 2 */
+}
+
+Test(pic_chain, pit_through_pic_and_lapic_extint_then_ioapic)
+{
+	static struct pc pc;
+	static const struct lapic_ops ops = { .kick = pc_kick, .eoi = pc_eoi, .extint_ack = pc_extint };
+	apic_bus_init(&pc.bus);
+	struct pic_config pcfg = { .output = pc_pic_out, .opaque = &pc };
+	pc.pic = pic_create(&pcfg);
+	P = pc.pic;
+	struct ioapic_config icfg = { .deliver = apic_bus_deliver, .deliver_opaque = &pc.bus };
+	pc.io = ioapic_create(&icfg);
+	struct lapic_config lcfg = { .apic_id = 0, .bsp = true, .bus = &pc.bus, .ops = &ops, .opaque = &pc };
+	pc.bsp = lapic_create(&lcfg);
+	struct pit_config tcfg = { .set_irq = pc_set_irq, .opaque = &pc };
+	struct pit *pit = pit_create(&tcfg);
+
+	linux_init(false);
+	mw(1, 0xfa); /* IRQ0 unmasked */
+	pit_write(pit, 3, 0x34, 0);
+	pit_write(pit, 0, 0xa9, 0);
+	pit_write(pit, 0, 0x04, 0);
+	uint64_t d = pit_next_deadline(pit);
+	pit_poll(pit, d);
+	/* virtual wire: the BSP sees ExtINT, the PIC supplies the vector */
+	cr_assert(lapic_maybe_pending(pc.bsp));
+	cr_assert_eq(lapic_get_interrupt(pc.bsp), 0x30);
+	cr_assert_not(lapic_has_interrupt(pc.bsp));
+	mw(0, 0x20);
+	cr_assert_gt(pc.kicks, 0);
+
+	/* the OS switches to the IOAPIC: mask the PIC and LINT0, route GSI 2 */
+	mw(1, 0xff);
+	lapic_write_reg(pc.bsp, 0xf0, 0x1ff, 0);
+	lapic_write_reg(pc.bsp, 0x350, 0x10700, 0);
+	ioapic_mmio_write(pc.io, 0, 1, 0x14);
+	ioapic_mmio_write(pc.io, 0x10, 4, 0xec);
+	d = pit_next_deadline(pit);
+	pit_poll(pit, d);
+	cr_assert_eq(lapic_get_interrupt(pc.bsp), 0xec);
+	lapic_write_reg(pc.bsp, 0xb0, 0, 0);
+	cr_assert_eq(lapic_get_interrupt(pc.bsp), -1);
+
+	pit_destroy(pit);
+	lapic_destroy(pc.bsp);
+	ioapic_destroy(pc.io);
+	pic_destroy(pc.pic);
+}

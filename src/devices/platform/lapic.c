@@ -233,6 +233,8 @@ static uint32_t timer_current(const struct lapic *l, uint64_t now)
 	uint64_t e = timer_elapsed(l, now);
 	if (timer_mode(l) == TIMER_PERIODIC)
 		return l->timer_icr - (uint32_t)(e % l->timer_icr);
+	if (l->timer_expire_ns == NO_DEADLINE)
+		return 0; /* one-shot that already fired */
 	return e >= l->timer_icr ? 0 : l->timer_icr - (uint32_t)e;
 }
 
