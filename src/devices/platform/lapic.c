@@ -499,6 +499,8 @@ struct lapic *lapic_create(const struct lapic_config *cfg)
 	l->cfg = *cfg;
 	if (!l->cfg.bus_hz)
 		l->cfg.bus_hz = NSEC_PER_SEC;
+	if (l->cfg.phys_addr_bits < 36 || l->cfg.phys_addr_bits > 52)
+		l->cfg.phys_addr_bits = 52;
 	l->id = cfg->apic_id;
 	l->apic_base = LAPIC_DEFAULT_BASE | APIC_BASE_EN | (cfg->bsp ? APIC_BASE_BSP : 0);
 	reset_regs(l, true);
@@ -678,8 +680,9 @@ uint64_t lapic_get_base(struct lapic *l)
 
 int lapic_set_apic_base(struct lapic *l, uint64_t value)
 {
-	/* bits 0-7, 9 and at or above MAXPHYADDR (52 here) are reserved */
-	if (value & (0xffull | (1ull << 9) | ~((1ull << 52) - 1)))
+	/* bits 0-7, 9 and at or above MAXPHYADDR are reserved */
+	unsigned bits = l->cfg.phys_addr_bits;
+	if (value & (0xffull | (1ull << 9) | ~((1ull << bits) - 1)))
 		return -EINVAL;
 	bool en = value & APIC_BASE_EN, extd = value & APIC_BASE_EXTD;
 	struct lapic_out o = OUT_INIT;

@@ -91,6 +91,8 @@ struct lapic_config {
 	                            so Linux skips calibrating the LAPIC timer. */
 	uint64_t tsc_hz;         /* for IA32_TSC_DEADLINE; 0: TSC-deadline mode
 	                            unavailable (writes ignored) */
+	unsigned phys_addr_bits; /* MAXPHYADDR (CPUID 0x80000008); 0: 52. APIC
+	                            base bits at or above it are reserved. */
 	struct apic_bus *bus;    /* may be NULL: IPIs then reach only self */
 	const struct lapic_ops *ops;
 	void *opaque;            /* for ops */
