@@ -536,10 +536,8 @@ static void run(struct env *e, uint64_t max)
 /* Run on the core with exception delivery through the IDT. */
 static int run_deliver(struct env *e, uint64_t max)
 {
-	struct soft_vm svm = { .mem = &e->mem };
-	svm.nr_pages = MEM_SIZE >> 12;
-	svm.code_pages = calloc(svm.nr_pages, 1);
-	pthread_mutex_init(&svm.log_lock, NULL);
+	struct soft_vm svm;
+	cr_assert_eq(soft_svm_init(&svm, &e->mem, NULL), 0);
 	struct soft_cpu *cpu = calloc(1, sizeof(*cpu));
 	cr_assert_eq(soft_cpu_init(cpu, &svm, 0), 0);
 	soft_set_state(cpu, &e->st);
@@ -549,8 +547,7 @@ static int run_deliver(struct env *e, uint64_t max)
 	soft_get_state(cpu, &e->st);
 	soft_cpu_destroy(cpu);
 	free(cpu);
-	free((void *)svm.code_pages);
-	pthread_mutex_destroy(&svm.log_lock);
+	soft_svm_destroy(&svm);
 	return r;
 }
 
@@ -1052,5 +1049,31 @@ Test(soft_core, sysenter_sysexit32)
 	cr_assert_eq(e.st.gpr[RSP], 0x7e000);
 	cr_assert_eq(e.st.seg[SEG_CS].selector, 0x1b);
 	cr_assert_eq(e.st.seg[SEG_SS].selector, 0x23);
+	env_fini(&e);
+}
+
+/* 64-bit at 0x10000:
+ * xor eax, eax
+ * cpuid
+ * mov r8d, ebx
+ * mov eax, 1
+ * cpuid
+ * hlt
+ */
+static const uint8_t code_cpuid[] = {
+	0x31, 0xc0, 0x0f, 0xa2, 0x41, 0x89, 0xd8, 0xb8, 0x01, 0x00, 0x00, 0x00,
+	0x0f, 0xa2, 0xf4,
+};
+
+Test(soft_core, cpuid_model)
+{
+	struct env e;
+	setup_long(&e, code_cpuid, sizeof(code_cpuid));
+	run(&e, 100);
+	cr_assert_eq(e.res.stop, SOFT_STOP_HLT);
+	cr_assert_eq(e.st.gpr[R8], 0x756e6547); /* "Genu" */
+	cr_assert(e.st.gpr[RDX] & (1u << 26), "SSE2");
+	cr_assert(e.st.gpr[RCX] & (1u << 31), "hypervisor");
+	cr_assert(!(e.st.gpr[RCX] & (1u << 26)), "no XSAVE");
 	env_fini(&e);
 }

@@ -36,12 +36,16 @@ static uint64_t ram_pages(const struct guest_memory *mem)
 	return (end + 4095) >> 12;
 }
 
-static int svm_init(struct soft_vm *svm, struct guest_memory *mem, struct vm *vm)
+int soft_svm_init(struct soft_vm *svm, struct guest_memory *mem, struct vm *vm)
 {
 	memset(svm, 0, sizeof(*svm));
 	svm->mem = mem;
 	svm->vm = vm;
 	svm->nr_pages = ram_pages(mem);
+	svm->nr_cpus = vm ? vm->nr_vcpus : 1;
+	struct cpu_features f;
+	soft_cpu_features(&f);
+	cpuid_model_init(&svm->model, &f, CPUID_HV_KITE);
 	svm->code_pages = calloc(svm->nr_pages ? svm->nr_pages : 1, 1);
 	if (!svm->code_pages)
 		return -ENOMEM;
@@ -49,7 +53,7 @@ static int svm_init(struct soft_vm *svm, struct guest_memory *mem, struct vm *vm
 	return 0;
 }
 
-static void svm_destroy(struct soft_vm *svm)
+void soft_svm_destroy(struct soft_vm *svm)
 {
 	free((void *)svm->code_pages);
 	svm->code_pages = NULL;
@@ -65,7 +69,7 @@ static int soft_vm_init(struct vm *vm)
 	struct soft_vm_priv *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	int ret = svm_init(&p->svm, &vm->mem, vm);
+	int ret = soft_svm_init(&p->svm, &vm->mem, vm);
 	if (ret) {
 		free(p);
 		return ret;
@@ -79,7 +83,7 @@ static void soft_vm_destroy(struct vm *vm)
 	struct soft_vm_priv *p = vm->engine_data;
 	if (!p)
 		return;
-	svm_destroy(&p->svm);
+	soft_svm_destroy(&p->svm);
 	free(p);
 	vm->engine_data = NULL;
 }
@@ -383,12 +387,12 @@ int soft_run_standalone(struct guest_memory *mem, struct cpu_state *state,
 			uint64_t max_insns, struct soft_run_result *res)
 {
 	struct soft_vm svm;
-	int ret = svm_init(&svm, mem, NULL);
+	int ret = soft_svm_init(&svm, mem, NULL);
 	if (ret)
 		return ret;
 	struct soft_cpu *cpu = calloc(1, sizeof(*cpu));
 	if (!cpu) {
-		svm_destroy(&svm);
+		soft_svm_destroy(&svm);
 		return -ENOMEM;
 	}
 	ret = soft_cpu_init(cpu, &svm, 0);
@@ -415,6 +419,6 @@ int soft_run_standalone(struct guest_memory *mem, struct cpu_state *state,
 	soft_cpu_destroy(cpu);
 out:
 	free(cpu);
-	svm_destroy(&svm);
+	soft_svm_destroy(&svm);
 	return ret;
 }

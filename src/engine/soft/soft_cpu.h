@@ -90,6 +90,7 @@
 #include <string.h>
 
 #include "arch/x86/cpu_state.h"
+#include "arch/x86/cpuid.h"
 #include "engine/soft/soft.h"
 #include "vmm/memory.h"
 
@@ -205,6 +206,8 @@ enum { ACC_READ = 0, ACC_WRITE = 1, ACC_EXEC = 2 };
 struct soft_vm {
 	struct guest_memory *mem;
 	struct vm *vm;            /* NULL for standalone runs */
+	unsigned nr_cpus;
+	struct cpu_model model;   /* what CPUID shows: kite's model over our features */
 	uint64_t nr_pages;        /* guest-physical pages covered by code_pages */
 	_Atomic uint8_t *code_pages;
 	_Atomic uint64_t irq_lines; /* GSI levels until the IOAPIC/PIC models land */
@@ -299,6 +302,10 @@ struct soft_cpu {
 
 void soft_register_handler(unsigned mnemonic, soft_handler fn);
 soft_handler soft_lookup_handler(unsigned mnemonic);
+
+/* VM-wide state for a VM (vm != NULL) or a standalone run (soft.c). */
+int soft_svm_init(struct soft_vm *svm, struct guest_memory *mem, struct vm *vm);
+void soft_svm_destroy(struct soft_vm *svm);
 
 /* ---- core (cpu.c) ---- */
 
@@ -541,8 +548,11 @@ void soft_io_out(struct soft_cpu *cpu, uint16_t port, unsigned size, uint64_t v)
 bool soft_mmio_read(struct soft_cpu *cpu, uint64_t pa, unsigned size, uint64_t *v);
 bool soft_mmio_write(struct soft_cpu *cpu, uint64_t pa, unsigned size, uint64_t v);
 
-/* The CPUID feature bits the soft engine implements. */
+/* CPUID as the guest sees it (arch/x86/cpuid.c's model over the features
+ * the soft engine implements, plus the live-state bits). */
 void soft_cpuid(struct soft_cpu *cpu, uint32_t leaf, uint32_t sub, uint32_t out[4]);
+/* The feature set the soft engine implements, for cpuid_model_init. */
+void soft_cpu_features(struct cpu_features *f);
 
 /* Far transfers (sys.c), called from the near-branch handlers. */
 int soft_mov_crdr(struct soft_cpu *cpu, const struct sinsn *in);

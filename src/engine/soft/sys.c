@@ -1128,52 +1128,30 @@ _Static_assert(SOFT_CPUID_1_EDX == ((1u << 0) | (1u << 3) | (1u << 4) | (1u << 5
 _Static_assert(SOFT_CPUID_1_ECX == ((1u << 13) | (1u << 22) | (1u << 23) | (1u << 31)), "leaf 1 ECX");
 _Static_assert(SOFT_CPUID_X1_EDX == ((1u << 11) | (1u << 20) | (1u << 26) | (1u << 27) | (1u << 29)), "ext EDX");
 
+void soft_cpu_features(struct cpu_features *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->word[CPUID_1_EDX] = F1_EDX;
+	f->word[CPUID_1_ECX] = F1_ECX & ~CPUID_1_ECX_HYPERVISOR;
+	f->word[CPUID_7_0_EBX] = F7_EBX;
+	f->word[CPUID_7_0_ECX] = F7_ECX;
+	f->word[CPUID_8000_0001_EDX] = FX_EDX;
+	f->word[CPUID_8000_0001_ECX] = FX_ECX;
+	f->word[CPUID_8000_0007_EDX] = 1u << 8; /* invariant TSC: the host's */
+	/* no XSAVE: xcr0_mask and the layout stay empty */
+}
+
 void soft_cpuid(struct soft_cpu *cpu, uint32_t leaf, uint32_t sub, uint32_t o[4])
 {
-	memset(o, 0, 16);
-	switch (leaf) {
-	case 0:
-		o[0] = 7;
-		memcpy(&o[1], "Genu", 4);
-		memcpy(&o[3], "ineI", 4);
-		memcpy(&o[2], "ntel", 4);
-		break;
-	case 1:
-		o[0] = 0x000306a9; /* family 6 */
-		o[1] = (8u << 8) | (1u << 16) | ((cpu->id & 0xff) << 24);
-		o[2] = F1_ECX;
-		o[3] = F1_EDX;
-		break;
-	case 7:
-		if (sub == 0) {
-			o[1] = F7_EBX;
-			o[2] = F7_ECX;
-		}
-		break;
-	case 0x80000000:
-		o[0] = 0x80000008;
-		break;
-	case 0x80000001:
-		o[2] = FX_ECX;
-		o[3] = FX_EDX;
-		break;
-	case 0x80000002: case 0x80000003: case 0x80000004: {
-		static const char brand[48] = "kite soft x86-64 CPU";
-		memcpy(o, brand + (leaf - 0x80000002) * 16, 16);
-		break;
-	}
-	case 0x80000008:
-		o[0] = (48u << 8) | 40u;
-		break;
-	case 0x40000000:
-		memcpy(&o[1], "KiteKiteKite", 4);
-		memcpy(&o[2], "KiteKiteKite" + 4, 4);
-		memcpy(&o[3], "KiteKiteKite" + 8, 4);
-		o[0] = 0x40000000;
-		break;
-	default:
-		break;
-	}
+	const struct cpu_model *m = &cpu->svm->model;
+	struct cpuid_regs r;
+	cpuid_leaf(m, leaf, sub, cpu->id, cpu->svm->nr_cpus, &r);
+	cpuid_apply_dynamic(leaf, sub, cpu->s.cr4, cpu->s.xcr0,
+			    (cpu->s.msr.apic_base & (1ULL << 11)) != 0, m, &r);
+	o[0] = r.eax;
+	o[1] = r.ebx;
+	o[2] = r.ecx;
+	o[3] = r.edx;
 }
 
 H(h_cpuid)
