@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include <Zydis/Zydis.h>
 
@@ -553,6 +554,14 @@ int soft_exec(struct soft_cpu *cpu)
 			if (r)
 				return r;
 		}
+		if (cpu->lapic) {
+			if (__builtin_expect(__builtin_ia32_rdtsc() >= cpu->timer_tsc, 0))
+				soft_platform_timers(cpu);
+			if (soft_lapic_maybe_pending(cpu))
+				soft_platform_accept(cpu);
+		}
+		if (cpu->deliver && (cpu->s.halted || cpu->s.wait_for_sipi))
+			return EXIT_HLT;
 		if (cpu->insns >= cpu->max_insns)
 			return EXIT_LIMIT;
 		struct tblock *b = tc_lookup(cpu);
@@ -609,7 +618,11 @@ int soft_cpu_init(struct soft_cpu *cpu, struct soft_vm *svm, unsigned id)
 	atomic_init(&cpu->intr_vector, -1);
 	atomic_init(&cpu->sipi_vector, -1);
 	pthread_mutex_init(&cpu->lock, NULL);
-	pthread_cond_init(&cpu->cond, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&cpu->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	cpu->max_insns = UINT64_MAX;
 	cpu->jc_gen = 1;
 	soft_tlb_flush(cpu, true);

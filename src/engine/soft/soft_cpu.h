@@ -97,6 +97,8 @@
 struct vm;
 struct soft_cpu;
 struct sinsn;
+struct lapic;
+struct soft_platform;
 
 /* ---- compact decoded instruction ---- */
 
@@ -208,6 +210,7 @@ struct soft_vm {
 	struct vm *vm;            /* NULL for standalone runs */
 	unsigned nr_cpus;
 	struct cpu_model model;   /* what CPUID shows: kite's model over our features */
+	struct soft_platform *plat; /* LAPICs, IOAPIC, PIC, PIT (VM only; platform.c) */
 	uint64_t nr_pages;        /* guest-physical pages covered by code_pages */
 	_Atomic uint8_t *code_pages;
 	_Atomic uint64_t irq_lines; /* GSI levels until the IOAPIC/PIC models land */
@@ -279,6 +282,10 @@ struct soft_cpu {
 	uint64_t tsc_offset;
 	uint64_t trap_rip;
 
+	/* interrupt controller and timers (platform.c); NULL standalone */
+	struct lapic *lapic;
+	uint64_t timer_tsc;        /* host TSC at which to poll the timers */
+
 	/* interrupts, from other threads */
 	_Atomic unsigned pending;
 	_Atomic int intr_vector;   /* vector of a pending INTR, -1 none */
@@ -336,6 +343,28 @@ int soft_cpu_pending(struct soft_cpu *cpu);
 /* Tell the vCPUs in mask (bits id & 7) that code they decoded was written. */
 void soft_cpu_notify_code_write(struct soft_cpu *cpu, uint8_t mask);
 uint64_t soft_host_tsc(void);
+
+/* Wake the vCPU (from any thread) with pending bits. */
+void soft_cpu_wake(struct soft_cpu *cpu, unsigned bits);
+
+/* ---- platform devices (platform.c) ---- */
+uint64_t soft_now_ns(void);
+int soft_platform_create(struct soft_vm *svm, struct vm *vm);
+void soft_platform_destroy(struct soft_vm *svm);
+int soft_platform_vcpu_init(struct soft_cpu *cpu);
+void soft_platform_vcpu_destroy(struct soft_cpu *cpu);
+int soft_platform_irq_line(struct soft_vm *svm, unsigned gsi, bool level);
+int soft_platform_msi(struct soft_vm *svm, uint64_t addr, uint32_t data);
+uint64_t soft_platform_deadline(struct soft_cpu *cpu);
+void soft_platform_timers(struct soft_cpu *cpu);
+void soft_platform_accept(struct soft_cpu *cpu);
+bool soft_platform_intr_ready(struct soft_cpu *cpu);
+bool soft_platform_mmio(struct soft_cpu *cpu, uint64_t pa, unsigned size, uint64_t *v, bool write);
+int soft_platform_rdmsr(struct soft_cpu *cpu, uint32_t idx, uint64_t *v);
+int soft_platform_wrmsr(struct soft_cpu *cpu, uint32_t idx, uint64_t v);
+bool soft_lapic_maybe_pending(struct soft_cpu *cpu);
+uint8_t soft_platform_get_cr8(struct soft_cpu *cpu);
+void soft_platform_set_cr8(struct soft_cpu *cpu, uint8_t v);
 
 /* ---- flags (flags.c) ---- */
 

@@ -892,6 +892,8 @@ void soft_write_cr(struct soft_cpu *cpu, int n, uint64_t v)
 		if (v & ~0xfULL)
 			soft_gp(cpu, 0);
 		s->cr8 = v;
+		if (cpu->lapic)
+			soft_platform_set_cr8(cpu, (uint8_t)v);
 		break;
 	default:
 		soft_ud(cpu);
@@ -913,7 +915,7 @@ int soft_mov_crdr(struct soft_cpu *cpu, const struct sinsn *in)
 		case 2: v = cpu->s.cr2; break;
 		case 3: v = cpu->s.cr3; break;
 		case 4: v = cpu->s.cr4; break;
-		case 8: v = cpu->s.cr8; break;
+		case 8: v = cpu->lapic ? soft_platform_get_cr8(cpu) : cpu->s.cr8; break;
 		default: soft_ud(cpu);
 		}
 		wr_gpr(cpu, d->reg, sz, v);
@@ -997,6 +999,9 @@ static bool canon(uint64_t v)
 static bool msr_read(struct soft_cpu *cpu, uint32_t idx, uint64_t *v)
 {
 	struct cpu_msrs *m = &cpu->s.msr;
+	int lr = soft_platform_rdmsr(cpu, idx, v);
+	if (lr)
+		return lr > 0;
 	switch (idx) {
 	case MSR_TSC: *v = soft_read_tsc(cpu); break;
 	case MSR_APIC_BASE: *v = m->apic_base; break;
@@ -1024,6 +1029,9 @@ static bool msr_read(struct soft_cpu *cpu, uint32_t idx, uint64_t *v)
 static bool msr_write(struct soft_cpu *cpu, uint32_t idx, uint64_t v)
 {
 	struct cpu_msrs *m = &cpu->s.msr;
+	int lr = soft_platform_wrmsr(cpu, idx, v);
+	if (lr)
+		return lr > 0;
 	switch (idx) {
 	case MSR_TSC: cpu->tsc_offset = v - soft_host_tsc(); break;
 	case MSR_APIC_BASE: m->apic_base = v; break;
@@ -1146,8 +1154,10 @@ void soft_cpuid(struct soft_cpu *cpu, uint32_t leaf, uint32_t sub, uint32_t o[4]
 	const struct cpu_model *m = &cpu->svm->model;
 	struct cpuid_regs r;
 	cpuid_leaf(m, leaf, sub, cpu->id, cpu->svm->nr_cpus, &r);
-	cpuid_apply_dynamic(leaf, sub, cpu->s.cr4, cpu->s.xcr0,
-			    (cpu->s.msr.apic_base & (1ULL << 11)) != 0, m, &r);
+	uint64_t apic_base = cpu->s.msr.apic_base;
+	if (cpu->lapic)
+		soft_platform_rdmsr(cpu, 0x1b, &apic_base);
+	cpuid_apply_dynamic(leaf, sub, cpu->s.cr4, cpu->s.xcr0, (apic_base & (1ULL << 11)) != 0, m, &r);
 	o[0] = r.eax;
 	o[1] = r.ebx;
 	o[2] = r.ecx;
@@ -1327,6 +1337,8 @@ void soft_io_out(struct soft_cpu *cpu, uint16_t port, unsigned size, uint64_t v)
 bool soft_mmio_read(struct soft_cpu *cpu, uint64_t pa, unsigned size, uint64_t *v)
 {
 	struct vm *vm = cpu->svm->vm;
+	if (cpu->lapic && soft_platform_mmio(cpu, pa, size, v, false))
+		return true;
 	if (!vm)
 		return false;
 	*v = ~0ULL;
@@ -1338,6 +1350,8 @@ bool soft_mmio_read(struct soft_cpu *cpu, uint64_t pa, unsigned size, uint64_t *
 bool soft_mmio_write(struct soft_cpu *cpu, uint64_t pa, unsigned size, uint64_t v)
 {
 	struct vm *vm = cpu->svm->vm;
+	if (cpu->lapic && soft_platform_mmio(cpu, pa, size, &v, true))
+		return true;
 	if (!vm)
 		return false;
 	bus_write(&vm->mmio, pa, size, v);
