@@ -36,7 +36,13 @@ struct soft_platform {
 	struct pit *pit;
 	struct soft_cpu *cpus[APIC_BUS_MAX];
 	uint64_t tsc_hz;
+	uint64_t bus_hz;   /* LAPIC timer clock = CPUID 0x15 crystal = TSC / TSC_PER_BUS */
 };
+
+/* The TSC runs at TSC_PER_BUS times the LAPIC timer clock, so CPUID 0x15
+ * says TSC = crystal * TSC_PER_BUS / 1 exactly, with numbers small enough
+ * for Linux's 32-bit crystal_khz * numerator product. */
+#define TSC_PER_BUS 16
 
 uint64_t soft_now_ns(void)
 {
@@ -132,6 +138,9 @@ int soft_platform_create(struct soft_vm *svm, struct vm *vm)
 	p->vm = vm;
 	apic_bus_init(&p->bus);
 	p->tsc_hz = measure_tsc_hz();
+	p->bus_hz = p->tsc_hz / TSC_PER_BUS / 1000 * 1000;
+	if (!p->bus_hz)
+		p->bus_hz = 100000000; /* unmeasurable TSC: a plausible 100 MHz */
 	struct ioapic_config ic = { .id = 0, .version = 0x20, .deliver = apic_bus_deliver,
 				    .deliver_opaque = &p->bus };
 	struct pic_config pc = { .output = pic_output, .opaque = p };
@@ -159,8 +168,8 @@ int soft_platform_create(struct soft_vm *svm, struct vm *vm)
 	f.word[CPUID_1_ECX] |= CPUID_1_ECX_X2APIC | CPUID_1_ECX_TSC_DEADLINE;
 	f.word[CPUID_6_EAX] |= 1u << 2;
 	cpuid_model_init(&svm->model, &f, CPUID_HV_KITE);
-	svm->model.tsc_khz = (uint32_t)(p->tsc_hz / 1000);
-	svm->model.bus_khz = 1000000; /* the LAPIC timer input: 1 GHz (bus_hz 0) */
+	svm->model.bus_khz = (uint32_t)(p->bus_hz / 1000);
+	svm->model.tsc_khz = svm->model.bus_khz * TSC_PER_BUS;
 	return 0;
 fail:
 	kite_err("cannot create the soft engine's interrupt controllers and PIT: %s", strerror(-ret));
@@ -197,7 +206,7 @@ int soft_platform_vcpu_init(struct soft_cpu *cpu)
 	if (cpu->id >= APIC_BUS_MAX)
 		return -EINVAL;
 	struct lapic_config c = {
-		.apic_id = cpu->id, .bsp = cpu->id == 0, .bus_hz = 0, .tsc_hz = p->tsc_hz,
+		.apic_id = cpu->id, .bsp = cpu->id == 0, .bus_hz = p->bus_hz, .tsc_hz = p->tsc_hz,
 		.phys_addr_bits = 40, .bus = &p->bus, .ops = &lapic_ops, .opaque = p,
 		.clock = clock_cb,
 	};
@@ -303,6 +312,7 @@ bool soft_platform_mmio(struct soft_cpu *cpu, uint64_t pa, unsigned size, uint64
 	if (write) {
 		lapic_mmio_write(l, pa & 0xfff, size, *v);
 		cpu->timer_tsc = 0;
+		cpu->timer_check = 0;
 	} else {
 		*v = lapic_mmio_read(l, pa & 0xfff, size);
 	}
@@ -343,6 +353,7 @@ int soft_platform_wrmsr(struct soft_cpu *cpu, uint32_t idx, uint64_t v)
 	else
 		return 0;
 	cpu->timer_tsc = 0;
+		cpu->timer_check = 0;
 	return r;
 }
 
@@ -359,4 +370,14 @@ uint8_t soft_platform_get_cr8(struct soft_cpu *cpu)
 void soft_platform_set_cr8(struct soft_cpu *cpu, uint8_t v)
 {
 	lapic_set_cr8(cpu->lapic, v);
+}
+
+/* CPUID 0x15 as TSC_PER_BUS over the crystal (see above). */
+void soft_platform_cpuid_15(struct soft_cpu *cpu, uint32_t o[4])
+{
+	struct soft_platform *p = cpu->svm->plat;
+	o[0] = 1;
+	o[1] = TSC_PER_BUS;
+	o[2] = (uint32_t)p->bus_hz;
+	o[3] = 0;
 }

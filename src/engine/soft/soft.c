@@ -351,6 +351,7 @@ static int soft_vcpu_run(struct vcpu *vcpu)
 				return 0;
 			}
 			cpu->timer_tsc = 0;
+			cpu->timer_check = 0;
 		}
 		int r = soft_exec(cpu);
 		switch (r) {

@@ -1009,7 +1009,7 @@ static bool msr_read(struct soft_cpu *cpu, uint32_t idx, uint64_t *v)
 	case MSR_SYSENTER_CS: *v = m->sysenter_cs; break;
 	case MSR_SYSENTER_ESP: *v = m->sysenter_esp; break;
 	case MSR_SYSENTER_EIP: *v = m->sysenter_eip; break;
-	case MSR_MISC_ENABLE: *v = m->misc_enable; break;
+	case MSR_MISC_ENABLE: *v = m->misc_enable | 1; break; /* fast strings */
 	case MSR_PAT: *v = m->pat; break;
 	case MSR_TSC_DEADLINE: *v = m->tsc_deadline; break;
 	case MSR_EFER: *v = cpu->s.efer; break;
@@ -1162,6 +1162,9 @@ void soft_cpuid(struct soft_cpu *cpu, uint32_t leaf, uint32_t sub, uint32_t o[4]
 	o[1] = r.ebx;
 	o[2] = r.ecx;
 	o[3] = r.edx;
+	/* leaf 0x15 with a ratio Linux's 32-bit arithmetic cannot overflow */
+	if (leaf == 0x15 && cpu->svm->plat && o[0])
+		soft_platform_cpuid_15(cpu, o);
 }
 
 H(h_cpuid)
