@@ -69,32 +69,69 @@ static double cpu_seconds(void)
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-Test(soft_vm, hlt_sleeps_and_interrupt_wakes)
+/* 64-bit at 0x10000: the LAPIC timer in periodic mode, EOI from the handler
+ * mov eax, 0xfee00000
+ * mov dword ptr [rax + 0xf0], 0x1ff
+ * mov dword ptr [rax + 0x3e0], 0xb
+ * mov dword ptr [rax + 0x320], 0x20040
+ * mov dword ptr [rax + 0x380], 200000
+ * sti
+ * 1: hlt
+ * jmp 1b
+ * .org 0x40
+ * handler:
+ * push rax
+ * mov al, 0x5a
+ * out 0xe9, al
+ * mov eax, 0xfee00000
+ * mov dword ptr [rax + 0xb0], 0
+ * pop rax
+ * iretq
+ */
+static const uint8_t code_lapic_timer[] = {
+	0xb8, 0x00, 0x00, 0xe0, 0xfe, 0xc7, 0x80, 0xf0, 0x00, 0x00, 0x00, 0xff,
+	0x01, 0x00, 0x00, 0xc7, 0x80, 0xe0, 0x03, 0x00, 0x00, 0x0b, 0x00, 0x00,
+	0x00, 0xc7, 0x80, 0x20, 0x03, 0x00, 0x00, 0x40, 0x00, 0x02, 0x00, 0xc7,
+	0x80, 0x80, 0x03, 0x00, 0x00, 0x40, 0x0d, 0x03, 0x00, 0xfb, 0xf4, 0xeb,
+	0xfd,
+	[0x40] = 0x50, 0xb0, 0x5a, 0xe6, 0xe9, 0xb8, 0x00, 0x00,
+	0xe0, 0xfe, 0xc7, 0x80, 0xb0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+	0x58, 0x48, 0xcf,
+};
+
+static struct vm vm;
+static struct vcpu vcpu;
+static struct port_log port_log;
+
+/* A one-vCPU VM on the soft engine in long mode: identity map of the first
+ * 2 MiB and of 3-4 GiB (a 1 GiB page: LAPIC and IOAPIC), IDT gate 0x40 at
+ * code + 0x40, a port-0xe9 logger. */
+static void vm_setup(const uint8_t *code, size_t len)
 {
-	static struct vm vm;
 	memset(&vm, 0, sizeof(vm));
+	memset(&vcpu, 0, sizeof(vcpu));
+	memset(&port_log, 0, sizeof(port_log));
 	atomic_init(&vm.stop_reason, VM_RUNNING);
 	vm.engine = &soft_engine;
 	bus_init(&vm.pio, "pio");
 	bus_init(&vm.mmio, "mmio");
 	cr_assert_eq(guest_memory_init(&vm.mem, 4 << 20), 0);
-	struct vcpu vcpu = { .vm = &vm, .id = 0 };
+	vcpu.vm = &vm;
 	vm.vcpus = &vcpu;
 	vm.nr_vcpus = 1;
-	struct port_log log = { 0 };
-	cr_assert_eq(bus_register(&vm.pio, 0xe9, 1, NULL, port_write, &log, "log"), 0);
+	cr_assert_eq(bus_register(&vm.pio, 0xe9, 1, NULL, port_write, &port_log, "log"), 0);
 	cr_assert_eq(soft_engine.vm_init(&vm), 0);
 	cr_assert_eq(soft_engine.vcpu_init(&vcpu), 0);
 
-	/* long mode, identity-mapped 2 MiB page, IDT gate 0x40 */
 	w64(&vm, 0x1000, 0x2000 | 3);
 	w64(&vm, 0x2000, 0x3000 | 3);
+	w64(&vm, 0x2018, 0xc0000000ULL | 0x83);
 	w64(&vm, 0x3000, 0x83);
 	w64(&vm, 0x6008, 0x00af9a000000ffffULL);
 	w64(&vm, 0x6010, 0x00cf92000000ffffULL);
 	uint64_t h = 0x10040;
 	w64(&vm, 0x5000 + 0x40 * 16, (h & 0xffff) | (0x08ULL << 16) | (0x8eULL << 40) | ((h >> 16) << 48));
-	cr_assert_eq(gm_write(&vm.mem, 0x10000, code_vm_idle, sizeof(code_vm_idle)), 0);
+	cr_assert_eq(gm_write(&vm.mem, 0x10000, code, len), 0);
 	struct cpu_state st;
 	memset(&st, 0, sizeof(st));
 	st.cr0 = CR0_PE | CR0_ET | CR0_PG;
@@ -111,7 +148,20 @@ Test(soft_vm, hlt_sleeps_and_interrupt_wakes)
 	st.gpr[RSP] = 0x80000;
 	st.rip = 0x10000;
 	cr_assert_eq(soft_engine.vcpu_set_state(&vcpu, &st), 0);
+}
 
+static void vm_teardown(void)
+{
+	soft_engine.vcpu_destroy(&vcpu);
+	soft_engine.vm_destroy(&vm);
+	guest_memory_destroy(&vm.mem);
+	bus_destroy(&vm.pio);
+	bus_destroy(&vm.mmio);
+}
+
+Test(soft_vm, hlt_sleeps_and_interrupt_wakes)
+{
+	vm_setup(code_vm_idle, sizeof(code_vm_idle));
 	pthread_t t;
 	cr_assert_eq(pthread_create(&t, NULL, vcpu_main, &vcpu), 0);
 	usleep(20000);
@@ -119,28 +169,31 @@ Test(soft_vm, hlt_sleeps_and_interrupt_wakes)
 	usleep(100000);
 	double idle = cpu_seconds() - c0;
 	cr_expect_lt(idle, 0.03, "halted vCPU used %.3f s of CPU in 0.1 s", idle);
-	cr_assert_eq(atomic_load(&log.count), 0);
+	cr_assert_eq(atomic_load(&port_log.count), 0);
 
 	soft_vcpu_raise_intr(&vcpu, 0x40);
-	cr_assert(wait_count(&log, 1), "interrupt not delivered");
-	cr_assert_eq(atomic_load(&log.last), 0x5a);
+	cr_assert(wait_count(&port_log, 1), "interrupt not delivered");
+	cr_assert_eq(atomic_load(&port_log.last), 0x5a);
 	soft_vcpu_raise_intr(&vcpu, 0x40);
-	if (!wait_count(&log, 2)) {
-		vm_request_stop(&vm, VM_STOP_POWEROFF, 0);
-		pthread_join(t, NULL);
-		soft_engine.vcpu_get_state(&vcpu, &st);
-		cr_assert(0, "second interrupt not delivered: rip %#lx rflags %#lx halted %d rsp %#lx",
-			  st.rip, st.rflags, st.halted, st.gpr[RSP]);
-	}
+	cr_assert(wait_count(&port_log, 2), "second interrupt not delivered");
 
 	vm_request_stop(&vm, VM_STOP_POWEROFF, 0);
 	pthread_join(t, NULL);
+	struct cpu_state st;
 	soft_engine.vcpu_get_state(&vcpu, &st);
 	cr_assert(st.halted);
 	cr_assert_eq(st.rip, 0x10002);
-	soft_engine.vcpu_destroy(&vcpu);
-	soft_engine.vm_destroy(&vm);
-	guest_memory_destroy(&vm.mem);
-	bus_destroy(&vm.pio);
-	bus_destroy(&vm.mmio);
+	vm_teardown();
+}
+
+Test(soft_vm, lapic_timer_wakes_halted_vcpu)
+{
+	vm_setup(code_lapic_timer, sizeof(code_lapic_timer));
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, vcpu_main, &vcpu), 0);
+	/* 200000 ticks of the LAPIC clock (TSC/16): well under a millisecond */
+	cr_assert(wait_count(&port_log, 5), "LAPIC timer interrupts: %d", atomic_load(&port_log.count));
+	vm_request_stop(&vm, VM_STOP_POWEROFF, 0);
+	pthread_join(t, NULL);
+	vm_teardown();
 }
