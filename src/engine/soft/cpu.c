@@ -47,6 +47,20 @@ void soft_register_handler(unsigned mnemonic, soft_handler fn)
 		handlers[mnemonic] = fn;
 }
 
+/* The core's own handler for a mnemonic (specialized forms replace only
+ * these, never a handler the x87/SSE library installed). */
+static soft_handler core_handlers[ZYDIS_MNEMONIC_MAX_VALUE + 1];
+static pthread_once_t core_once = PTHREAD_ONCE_INIT;
+static void core_init(void)
+{
+	soft_int_handlers(core_handlers);
+}
+soft_handler soft_handlers_generic(unsigned mnemonic)
+{
+	pthread_once(&core_once, core_init);
+	return mnemonic <= ZYDIS_MNEMONIC_MAX_VALUE ? core_handlers[mnemonic] : NULL;
+}
+
 soft_handler soft_lookup_handler(unsigned mnemonic)
 {
 	pthread_once(&handlers_once, handlers_init);
@@ -341,6 +355,10 @@ static void convert(struct soft_cpu *cpu, const ZydisDecodedInstruction *zi,
 	if (!in->fn) {
 		soft_handler h = soft_lookup_handler(zi->mnemonic);
 		in->fn = h ? h : h_unimpl;
+		if (h == soft_handlers_generic(zi->mnemonic)) {
+			soft_specialize(in);
+			soft_specialize_store(in);
+		}
 	}
 }
 

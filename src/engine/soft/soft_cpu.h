@@ -310,6 +310,10 @@ struct soft_cpu {
 
 void soft_register_handler(unsigned mnemonic, soft_handler fn);
 soft_handler soft_lookup_handler(unsigned mnemonic);
+soft_handler soft_handlers_generic(unsigned mnemonic);
+/* Replace in->fn by a specialized handler for frequent forms (fast.c). */
+void soft_specialize(struct sinsn *in);
+void soft_specialize_store(struct sinsn *in);
 
 /* VM-wide state for a VM (vm != NULL) or a standalone run (soft.c). */
 int soft_svm_init(struct soft_vm *svm, struct guest_memory *mem, struct vm *vm);

@@ -1,0 +1,124 @@
+/* Specialized handlers for the most frequent instruction forms, chosen at
+ * decode time: register/register and register/immediate ALU operations and
+ * MOVs of 32 and 64 bits. They do exactly what the generic handlers do,
+ * without the operand-kind dispatch. */
+#include <Zydis/Zydis.h>
+
+#include "engine/soft/soft_cpu.h"
+
+#define H(name) static int name(struct soft_cpu *cpu, const struct sinsn *in)
+
+H(mov_rr64) { cpu->s.gpr[in->op[0].reg] = cpu->s.gpr[in->op[1].reg]; return SOFT_NEXT; }
+H(mov_rr32) { cpu->s.gpr[in->op[0].reg] = (uint32_t)cpu->s.gpr[in->op[1].reg]; return SOFT_NEXT; }
+H(mov_ri64) { cpu->s.gpr[in->op[0].reg] = in->imm; return SOFT_NEXT; }
+H(mov_ri32) { cpu->s.gpr[in->op[0].reg] = (uint32_t)in->imm; return SOFT_NEXT; }
+H(mov_rm64) { cpu->s.gpr[in->op[0].reg] = lin_read(cpu, ea_lin(cpu, in, 8, false), 8); return SOFT_NEXT; }
+H(mov_rm32) { cpu->s.gpr[in->op[0].reg] = (uint32_t)lin_read(cpu, ea_lin(cpu, in, 4, false), 4); return SOFT_NEXT; }
+H(mov_mr64) { lin_write(cpu, ea_lin(cpu, in, 8, true), 8, cpu->s.gpr[in->op[1].reg]); return SOFT_NEXT; }
+H(mov_mr32) { lin_write(cpu, ea_lin(cpu, in, 4, true), 4, cpu->s.gpr[in->op[1].reg]); return SOFT_NEXT; }
+
+/* ALU forms: OP names the operation, LF its lazy-flag kind, WB whether the
+ * result is written back (CMP/TEST do not). */
+#define ALU_FORMS(name, expr, LF, WB)                                                \
+	H(name##_rr64)                                                               \
+	{                                                                            \
+		uint64_t a = cpu->s.gpr[in->op[0].reg], b = cpu->s.gpr[in->op[1].reg]; \
+		uint64_t r = expr;                                                   \
+		if (WB)                                                              \
+			cpu->s.gpr[in->op[0].reg] = r;                               \
+		lf_set(cpu, LF, 8, a, b, r);                                         \
+		return SOFT_NEXT;                                                    \
+	}                                                                            \
+	H(name##_rr32)                                                               \
+	{                                                                            \
+		uint64_t a = (uint32_t)cpu->s.gpr[in->op[0].reg];                    \
+		uint64_t b = (uint32_t)cpu->s.gpr[in->op[1].reg];                    \
+		uint64_t r = (uint32_t)(expr);                                       \
+		if (WB)                                                              \
+			cpu->s.gpr[in->op[0].reg] = r;                               \
+		lf_set(cpu, LF, 4, a, b, r);                                         \
+		return SOFT_NEXT;                                                    \
+	}                                                                            \
+	H(name##_ri64)                                                               \
+	{                                                                            \
+		uint64_t a = cpu->s.gpr[in->op[0].reg], b = in->imm;                 \
+		uint64_t r = expr;                                                   \
+		if (WB)                                                              \
+			cpu->s.gpr[in->op[0].reg] = r;                               \
+		lf_set(cpu, LF, 8, a, b, r);                                         \
+		return SOFT_NEXT;                                                    \
+	}                                                                            \
+	H(name##_ri32)                                                               \
+	{                                                                            \
+		uint64_t a = (uint32_t)cpu->s.gpr[in->op[0].reg];                    \
+		uint64_t b = (uint32_t)in->imm;                                      \
+		uint64_t r = (uint32_t)(expr);                                       \
+		if (WB)                                                              \
+			cpu->s.gpr[in->op[0].reg] = r;                               \
+		lf_set(cpu, LF, 4, a, b, r);                                         \
+		return SOFT_NEXT;                                                    \
+	}
+
+ALU_FORMS(add, a + b, LF_ADD, 1)
+ALU_FORMS(sub, a - b, LF_SUB, 1)
+ALU_FORMS(and, a & b, LF_LOGIC, 1)
+ALU_FORMS(or, a | b, LF_LOGIC, 1)
+ALU_FORMS(xor, a ^ b, LF_LOGIC, 1)
+ALU_FORMS(cmp, a - b, LF_SUB, 0)
+ALU_FORMS(test, a & b, LF_LOGIC, 0)
+
+struct form {
+	soft_handler rr64, rr32, ri64, ri32;
+};
+
+#define FORMS(name) { name##_rr64, name##_rr32, name##_ri64, name##_ri32 }
+
+void soft_specialize(struct sinsn *in)
+{
+	const struct sop *d = &in->op[0], *s = &in->op[1];
+	if (in->nops < 2 || d->kind != OP_REG || d->reg >= 16 || in->pfx & PFX_LOCK)
+		return;
+	unsigned sz = d->size;
+	if (sz != 4 && sz != 8)
+		return;
+	bool w = sz == 8;
+	if (in->mnemonic == ZYDIS_MNEMONIC_MOV) {
+		if (s->kind == OP_REG && s->reg < 16 && s->size == sz)
+			in->fn = w ? mov_rr64 : mov_rr32;
+		else if (s->kind == OP_IMM)
+			in->fn = w ? mov_ri64 : mov_ri32;
+		else if (s->kind == OP_MEM && s->size == sz)
+			in->fn = w ? mov_rm64 : mov_rm32;
+		return;
+	}
+	static const struct form add = FORMS(add), sub = FORMS(sub), and = FORMS(and), or = FORMS(or),
+				 xor = FORMS(xor), cmp = FORMS(cmp), test = FORMS(test);
+	const struct form *f;
+	switch (in->mnemonic) {
+	case ZYDIS_MNEMONIC_ADD: f = &add; break;
+	case ZYDIS_MNEMONIC_SUB: f = &sub; break;
+	case ZYDIS_MNEMONIC_AND: f = &and; break;
+	case ZYDIS_MNEMONIC_OR: f = &or; break;
+	case ZYDIS_MNEMONIC_XOR: f = &xor; break;
+	case ZYDIS_MNEMONIC_CMP: f = &cmp; break;
+	case ZYDIS_MNEMONIC_TEST: f = &test; break;
+	default: return;
+	}
+	if (s->kind == OP_REG && s->reg < 16 && s->size == sz)
+		in->fn = w ? f->rr64 : f->rr32;
+	else if (s->kind == OP_IMM)
+		in->fn = w ? f->ri64 : f->ri32;
+}
+
+/* MOV to memory from a register: destination operand 0 is memory. */
+void soft_specialize_store(struct sinsn *in)
+{
+	const struct sop *d = &in->op[0], *s = &in->op[1];
+	if (in->mnemonic != ZYDIS_MNEMONIC_MOV || in->nops < 2 || d->kind != OP_MEM ||
+	    s->kind != OP_REG || s->reg >= 16 || d->size != s->size)
+		return;
+	if (d->size == 8)
+		in->fn = mov_mr64;
+	else if (d->size == 4)
+		in->fn = mov_mr32;
+}
