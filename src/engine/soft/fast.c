@@ -67,6 +67,36 @@ ALU_FORMS(xor, a ^ b, LF_LOGIC, 1)
 ALU_FORMS(cmp, a - b, LF_SUB, 0)
 ALU_FORMS(test, a & b, LF_LOGIC, 0)
 
+/* MOVZX to a 32/64-bit register (both clear the upper half). */
+H(movzx_r8) { cpu->s.gpr[in->op[0].reg] = rd_gpr(cpu, in->op[1].reg, 1); return SOFT_NEXT; }
+H(movzx_r16) { cpu->s.gpr[in->op[0].reg] = cpu->s.gpr[in->op[1].reg] & 0xffff; return SOFT_NEXT; }
+H(movzx_m8) { cpu->s.gpr[in->op[0].reg] = lin_read(cpu, ea_lin(cpu, in, 1, false), 1); return SOFT_NEXT; }
+H(movzx_m16) { cpu->s.gpr[in->op[0].reg] = lin_read(cpu, ea_lin(cpu, in, 2, false), 2); return SOFT_NEXT; }
+
+/* JZ/JNZ/JS/JNS straight from the lazy result. */
+static inline int jump_to(struct soft_cpu *cpu, const struct sinsn *in)
+{
+	uint64_t t = cpu->s.rip + in->len + in->imm;
+	cpu->s.rip = cpu->code_size == 8 ? t : t & size_mask(in->osz);
+	return SOFT_JUMP;
+}
+static inline bool zf_now(const struct soft_cpu *cpu)
+{
+	if (cpu->lf_op == LF_NONE)
+		return cpu->s.rflags & RFLAGS_ZF;
+	return (cpu->lf_res & size_mask(cpu->lf_size)) == 0;
+}
+static inline bool sf_now(const struct soft_cpu *cpu)
+{
+	if (cpu->lf_op == LF_NONE)
+		return cpu->s.rflags & RFLAGS_SF;
+	return (cpu->lf_res >> (cpu->lf_size * 8 - 1)) & 1;
+}
+H(jz) { return zf_now(cpu) ? jump_to(cpu, in) : SOFT_NEXT; }
+H(jnz) { return zf_now(cpu) ? SOFT_NEXT : jump_to(cpu, in); }
+H(js) { return sf_now(cpu) ? jump_to(cpu, in) : SOFT_NEXT; }
+H(jns) { return sf_now(cpu) ? SOFT_NEXT : jump_to(cpu, in); }
+
 struct form {
 	soft_handler rr64, rr32, ri64, ri32;
 };
@@ -76,6 +106,26 @@ struct form {
 void soft_specialize(struct sinsn *in)
 {
 	const struct sop *d = &in->op[0], *s = &in->op[1];
+	switch (in->mnemonic) {
+	case ZYDIS_MNEMONIC_JZ: if (d->kind == OP_IMM) in->fn = jz; return;
+	case ZYDIS_MNEMONIC_JNZ: if (d->kind == OP_IMM) in->fn = jnz; return;
+	case ZYDIS_MNEMONIC_JS: if (d->kind == OP_IMM) in->fn = js; return;
+	case ZYDIS_MNEMONIC_JNS: if (d->kind == OP_IMM) in->fn = jns; return;
+	case ZYDIS_MNEMONIC_MOVZX:
+		if (in->nops < 2 || d->kind != OP_REG || d->reg >= 16 || (d->size != 4 && d->size != 8))
+			return;
+		if (s->kind == OP_REG && s->size == 1)
+			in->fn = movzx_r8;
+		else if (s->kind == OP_REG && s->size == 2 && s->reg < 16)
+			in->fn = movzx_r16;
+		else if (s->kind == OP_MEM && s->size == 1)
+			in->fn = movzx_m8;
+		else if (s->kind == OP_MEM && s->size == 2)
+			in->fn = movzx_m16;
+		return;
+	default:
+		break;
+	}
 	if (in->nops < 2 || d->kind != OP_REG || d->reg >= 16 || in->pfx & PFX_LOCK)
 		return;
 	unsigned sz = d->size;
