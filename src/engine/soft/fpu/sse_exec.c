@@ -610,6 +610,155 @@ int sse_ldmxcsr(struct fxsave_area *fx, uint32_t v)
 
 #define PRE_FLAGS (MXCSR_IE | MXCSR_DE | MXCSR_ZE)
 
+/* Ops that can overflow or underflow: lanes and element width. */
+static unsigned ovf_lanes(enum sse_op op, bool *f64)
+{
+	*f64 = false;
+	switch (op) {
+	case SSE_ADDPS: case SSE_SUBPS: case SSE_MULPS: case SSE_DIVPS:
+		return 4;
+	case SSE_ADDPD: case SSE_SUBPD: case SSE_MULPD: case SSE_DIVPD:
+	case SSE_CVTPD2PS:
+		*f64 = true;
+		return 2;
+	case SSE_ADDSS: case SSE_SUBSS: case SSE_MULSS: case SSE_DIVSS:
+	case SSE_ADDSD: case SSE_SUBSD: case SSE_MULSD: case SSE_DIVSD:
+	case SSE_CVTSD2SS:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* Whether lane `lane` of op, rounded to its destination precision with an
+ * unbounded exponent (the IEEE "unmasked trap" result), is inexact. The
+ * host x87 computes it: its 15-bit exponent cannot overflow for float or
+ * double operands, and precision control rounds to 24 or 53 bits. */
+static bool unbounded_inexact(enum sse_op op, const struct kctx *k,
+			      unsigned lane, bool f64, uint32_t guest)
+{
+	long double a, b = 1.0L;
+	bool daz = guest & MXCSR_DAZ;
+	bool dst_double = f64 && op != SSE_CVTPD2PS;
+	if (op == SSE_CVTSD2SS) {
+		f64 = true;
+		dst_double = false;
+	} else if (op == SSE_ADDSD || op == SSE_SUBSD || op == SSE_MULSD ||
+		   op == SSE_DIVSD) {
+		f64 = dst_double = true;
+	}
+	if (f64) {
+		double x, y;
+		memcpy(&x, &k->d.q[lane], 8);
+		memcpy(&y, &k->s.q[lane], 8);
+		if (daz && x != 0 && __builtin_fabs(x) < 0x1p-1022)
+			x = __builtin_copysign(0.0, x);
+		if (daz && y != 0 && __builtin_fabs(y) < 0x1p-1022)
+			y = __builtin_copysign(0.0, y);
+		a = x;
+		b = y;
+	} else {
+		float x, y;
+		memcpy(&x, &k->d.d[lane], 4);
+		memcpy(&y, &k->s.d[lane], 4);
+		if (daz && x != 0 && __builtin_fabsf(x) < 0x1p-126f)
+			x = __builtin_copysignf(0.0f, x);
+		if (daz && y != 0 && __builtin_fabsf(y) < 0x1p-126f)
+			y = __builtin_copysignf(0.0f, y);
+		a = x;
+		b = y;
+	}
+	if (op == SSE_CVTPD2PS || op == SSE_CVTSD2SS) {
+		a = b; /* the source operand, rounded by a multiply by 1 */
+		b = 1.0L;
+	}
+	uint16_t cw = (uint16_t)(0x007F | (dst_double ? 0x0200 : 0x0000) |
+				 (((guest & MXCSR_RC) >> 13) << 10));
+	uint16_t hcw, sw;
+	long double r;
+	switch (op) {
+	case SSE_ADDPS: case SSE_ADDSS: case SSE_ADDPD: case SSE_ADDSD:
+		__asm__ volatile("fnstcw %[h]\n\tfldcw %[c]\n\tfnclex\n\tfldt %[a]\n\t"
+				 "fldt %[b]\n\tfaddp\n\tfnstsw %[sw]\n\tfstpt %[r]\n\tfldcw %[h]"
+				 : [h] "=m"(hcw), [sw] "=m"(sw), [r] "=m"(r)
+				 : [c] "m"(cw), [a] "m"(a), [b] "m"(b));
+		break;
+	case SSE_SUBPS: case SSE_SUBSS: case SSE_SUBPD: case SSE_SUBSD:
+		/* fsubrp: st(1) = st(0) - st(1) = b... so load b first */
+		__asm__ volatile("fnstcw %[h]\n\tfldcw %[c]\n\tfnclex\n\tfldt %[a]\n\t"
+				 "fldt %[b]\n\tfchs\n\tfaddp\n\tfnstsw %[sw]\n\tfstpt %[r]\n\tfldcw %[h]"
+				 : [h] "=m"(hcw), [sw] "=m"(sw), [r] "=m"(r)
+				 : [c] "m"(cw), [a] "m"(a), [b] "m"(b));
+		break;
+	case SSE_DIVPS: case SSE_DIVSS: case SSE_DIVPD: case SSE_DIVSD:
+		/* a / b: fdivl-free form: st0 = a, divide by memory b */
+		__asm__ volatile("fnstcw %[h]\n\tfldcw %[c]\n\tfnclex\n\tfldt %[b]\n\t"
+				 "fldt %[a]\n\t.byte 0xD8, 0xF1\n\tfstp %%st(1)\n\tfnstsw %[sw]\n\t"
+				 "fstpt %[r]\n\tfldcw %[h]"
+				 : [h] "=m"(hcw), [sw] "=m"(sw), [r] "=m"(r)
+				 : [c] "m"(cw), [a] "m"(a), [b] "m"(b));
+		break;
+	default: /* MUL, and the conversions as a * 1 */
+		__asm__ volatile("fnstcw %[h]\n\tfldcw %[c]\n\tfnclex\n\tfldt %[a]\n\t"
+				 "fldt %[b]\n\tfmulp\n\tfnstsw %[sw]\n\tfstpt %[r]\n\tfldcw %[h]"
+				 : [h] "=m"(hcw), [sw] "=m"(sw), [r] "=m"(r)
+				 : [c] "m"(cw), [a] "m"(a), [b] "m"(b));
+		break;
+	}
+	return sw & 0x20;
+}
+
+/* With OM or UM unmasked, hardware reports per element: an element that
+ * overflows with OM clear reports OE, one whose result is tiny (exact or
+ * not) with UM clear reports UE, each with PE only if the result rounded
+ * with an unbounded exponent is inexact; every other element reports its
+ * masked flags. The masked run cannot see exact tiny results, so each
+ * element is rerun alone (other lanes 1.0, which raise nothing), once
+ * masked and once with FTZ, whose UE marks a tiny result. */
+static uint32_t post_flags_unmasked(enum sse_op op, const struct kctx *orig,
+				    uint32_t guest, uint32_t raised)
+{
+	bool f64;
+	unsigned n = ovf_lanes(op, &f64);
+	uint32_t um = ~(guest >> 7) & (MXCSR_OE | MXCSR_UE);
+	if (!n || !um)
+		return raised;
+	uint32_t total = raised & PRE_FLAGS;
+	for (unsigned lane = 0; lane < n; lane++) {
+		struct kctx k = *orig;
+		if (n > 1) {
+			for (unsigned j = 0; j < n; j++) {
+				if (j == lane)
+					continue;
+				if (f64) {
+					k.d.q[j] = 0x3FF0000000000000ull;
+					k.s.q[j] = 0x3FF0000000000000ull;
+				} else {
+					k.d.d[j] = 0x3F800000u;
+					k.s.d[j] = 0x3F800000u;
+				}
+			}
+		}
+		struct kctx k2 = k;
+		op_table[op].fn(&k);
+		uint32_t f = k.out & MXCSR_FLAGS;
+		uint32_t pe = 0;
+		if ((um & MXCSR_OE) && (f & MXCSR_OE)) {
+			pe = unbounded_inexact(op, orig, lane, f64, guest) ? MXCSR_PE : 0;
+			f = (f & ~(MXCSR_OE | MXCSR_PE)) | MXCSR_OE | pe;
+		} else if (um & MXCSR_UE) {
+			k2.csr |= MXCSR_FTZ;
+			op_table[op].fn(&k2);
+			if (k2.out & MXCSR_UE) {
+				pe = unbounded_inexact(op, orig, lane, f64, guest) ? MXCSR_PE : 0;
+				f = (f & ~(MXCSR_UE | MXCSR_PE)) | MXCSR_UE | pe;
+			}
+		}
+		total |= f;
+	}
+	return total;
+}
+
 int sse_exec(enum sse_op op, struct fxsave_area *fx, union xmm *dst,
 	     const union xmm *src, uint8_t imm8, uint64_t cr4, uint64_t *rflags)
 {
@@ -628,14 +777,17 @@ int sse_exec(enum sse_op op, struct fxsave_area *fx, union xmm *dst,
 	}
 	uint32_t guest = fx->mxcsr;
 	k.csr = (guest & (MXCSR_RC | MXCSR_DAZ | MXCSR_FTZ)) | MXCSR_MASKS;
+	struct kctx orig = k;
 	op_table[op].fn(&k);
 	uint32_t raised = k.out & MXCSR_FLAGS;
-	uint32_t unmasked = raised & ~(guest >> 7) & MXCSR_FLAGS;
-	if (unmasked) {
+	uint32_t unmasked_bits = ~(guest >> 7) & MXCSR_FLAGS;
+	if (!(raised & unmasked_bits & PRE_FLAGS))
+		raised = post_flags_unmasked(op, &orig, guest, raised);
+	if (raised & unmasked_bits) {
 		/* Fault: destination and RFLAGS untouched. An unmasked
 		 * pre-computation exception stops before the computation, so
 		 * the post-computation flags (OE UE PE) are not reported. */
-		if (unmasked & PRE_FLAGS)
+		if (raised & unmasked_bits & PRE_FLAGS)
 			fx->mxcsr = guest | (raised & PRE_FLAGS);
 		else
 			fx->mxcsr = guest | raised;

@@ -1,0 +1,551 @@
+/* SSE/SSE2/MMX-data ops against the host CPU. Each case is an instruction
+ * encoding: the host runs those exact bytes (patched into a small stub that
+ * loads xmm0/xmm1/mm0/mm1/rax/[rsi]/RFLAGS/MXCSR from a struct and stores
+ * them back), and the library runs the same bytes through Zydis ->
+ * sse_decode -> sse_exec with the core's operand protocol (guest_exec
+ * below). Results, RFLAGS and MXCSR must match bit for bit; with unmasked
+ * exceptions the host takes #XM (SIGFPE) and the library must return
+ * FPU_EXC_XM with MXCSR as the host had it at the fault, and write
+ * nothing. */
+#include <criterion/criterion.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+
+#include "engine/soft/fpu/fpu.h"
+
+struct hstate {
+	union xmm x0, x1;    /* 0, 16 */
+	uint8_t mem[16];     /* 32: [rsi] */
+	uint64_t gpr;        /* 48: rax */
+	uint64_t rflags;     /* 56 */
+	uint64_t mm0, mm1;   /* 64, 72 */
+	uint32_t mxcsr;      /* 80 */
+	uint32_t mxcsr_out;  /* 84 */
+	uint32_t host_mxcsr; /* 88 */
+	uint32_t pad;
+} __attribute__((aligned(16)));
+
+__asm__(".text\n"
+	".globl fpu_sse_stub, fpu_sse_stub_slot, fpu_sse_stub_end\n"
+	"fpu_sse_stub:\n"
+	"stmxcsr 88(%rdi)\n"
+	"movdqu 0(%rdi), %xmm0\n"
+	"movdqu 16(%rdi), %xmm1\n"
+	"movq 64(%rdi), %mm0\n"
+	"movq 72(%rdi), %mm1\n"
+	"movq 48(%rdi), %rax\n"
+	"leaq 32(%rdi), %rsi\n"
+	"pushq 56(%rdi)\n"
+	"popfq\n"
+	"ldmxcsr 80(%rdi)\n"
+	"fpu_sse_stub_slot:\n"
+	".fill 16, 1, 0x90\n"
+	"stmxcsr 84(%rdi)\n"
+	"pushfq\n"
+	"popq 56(%rdi)\n"
+	"ldmxcsr 88(%rdi)\n"
+	"movdqu %xmm0, 0(%rdi)\n"
+	"movdqu %xmm1, 16(%rdi)\n"
+	"movq %mm0, 64(%rdi)\n"
+	"movq %mm1, 72(%rdi)\n"
+	"emms\n"
+	"movq %rax, 48(%rdi)\n"
+	"ret\n"
+	"fpu_sse_stub_end:\n");
+
+extern const uint8_t fpu_sse_stub[], fpu_sse_stub_slot[], fpu_sse_stub_end[];
+
+static uint8_t *code;
+static sigjmp_buf fpe_jb;
+static volatile uint32_t fpe_mxcsr;
+
+static void on_fpe(int sig, siginfo_t *si, void *ucv)
+{
+	(void)sig;
+	(void)si;
+	ucontext_t *uc = ucv;
+	fpe_mxcsr = uc->uc_mcontext.fpregs->mxcsr;
+	siglongjmp(fpe_jb, 1);
+}
+
+static void setup_host(void)
+{
+	code = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert(code != MAP_FAILED, "mmap exec page");
+	memcpy(code, fpu_sse_stub, (size_t)(fpu_sse_stub_end - fpu_sse_stub));
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_fpe;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigaction(SIGFPE, &sa, NULL);
+}
+
+/* Run bytes on the host. Returns 0, or 1 if it took #XM (SIGFPE). */
+static int host_run(const uint8_t *insn, size_t n, struct hstate *h)
+{
+	uint8_t *slot = code + (fpu_sse_stub_slot - fpu_sse_stub);
+	memset(slot, 0x90, 16);
+	memcpy(slot, insn, n);
+	void (*fn)(struct hstate *) = (void (*)(struct hstate *))(void *)code;
+	if (sigsetjmp(fpe_jb, 1))
+		return 1;
+	fn(h);
+	return 0;
+}
+
+/* The core's side of the protocol, as fpu.h describes it. */
+struct gstate {
+	struct fxsave_area fx;
+	uint64_t gpr[16];
+	uint8_t mem[16];
+	uint64_t rflags;
+};
+
+static void load(const struct gstate *g, const struct sse_form *f, uint8_t loc,
+		 uint8_t reg, union xmm *v)
+{
+	memset(v, 0, sizeof(*v));
+	switch (loc) {
+	case SSE_LOC_XMM:
+		memcpy(v, g->fx.xmm[reg], 16);
+		break;
+	case SSE_LOC_MMX:
+		v->q[0] = fpu_mmx_read(&g->fx, reg);
+		break;
+	case SSE_LOC_GPR:
+		v->q[0] = f->gpr_size == 4 ? (uint32_t)g->gpr[reg] : g->gpr[reg];
+		break;
+	case SSE_LOC_MEM:
+		memcpy(v, g->mem, f->mem_size);
+		break;
+	}
+}
+
+static void store(struct gstate *g, const struct sse_form *f, uint8_t loc,
+		  uint8_t reg, const union xmm *v)
+{
+	switch (loc) {
+	case SSE_LOC_XMM:
+		memcpy(g->fx.xmm[reg], v, 16);
+		break;
+	case SSE_LOC_MMX:
+		fpu_mmx_write(&g->fx, reg, v->q[0]);
+		break;
+	case SSE_LOC_GPR:
+		g->gpr[reg] = f->gpr_size == 4 ? (uint32_t)v->q[0] : v->q[0];
+		break;
+	case SSE_LOC_MEM:
+		memcpy(g->mem, v, f->mem_size);
+		break;
+	}
+}
+
+static int decode(const uint8_t *insn, size_t n, struct sse_form *f)
+{
+	ZydisDecoder dec;
+	ZydisDecodedInstruction zi;
+	ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+	ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+	if (ZYAN_FAILED(ZydisDecoderDecodeFull(&dec, insn, n, &zi, ops)))
+		return -1;
+	if (zi.length != n)
+		return -2;
+	return sse_decode(&zi, ops, f);
+}
+
+static int guest_exec(const struct sse_form *f, struct gstate *g)
+{
+	union xmm d, s;
+	memset(&d, 0, sizeof(d));
+	if (f->flags & SSE_F_DST_READ)
+		load(g, f, f->dst_loc, f->dst_reg, &d);
+	load(g, f, f->src_loc, f->src_reg, &s);
+	if (f->flags & SSE_F_MMX)
+		fpu_mmx_enter(&g->fx);
+	int r = sse_exec((enum sse_op)f->op, &g->fx, &d, &s, f->imm8,
+			 CR4_OSFXSR | CR4_OSXMMEXCPT, &g->rflags);
+	if (r)
+		return r;
+	if (f->flags & SSE_F_DST_WRITE)
+		store(g, f, f->dst_loc, f->dst_reg, &d);
+	return 0;
+}
+
+/* ---- values ---- */
+
+static uint64_t rng_state;
+
+static uint64_t rnd(void)
+{
+	uint64_t x = rng_state;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return rng_state = x;
+}
+
+static const uint32_t f32_edges[] = {
+	0x00000000, 0x80000000, 0x3F800000, 0xBF800000, 0x00000001, 0x80000001,
+	0x007FFFFF, 0x00800000, 0x80800000, 0x7F7FFFFF, 0xFF7FFFFF, 0x7F800000,
+	0xFF800000, 0x7FC00000, 0xFFC00000, 0x7F800001, 0xFFA00000, 0x7FC12345,
+	0x3F7FFFFF, 0x3F800001, 0x4B000000, 0x4B7FFFFF, 0x3EAAAAAB, 0x40490FDB,
+	0x4F000000, 0xCF000000, 0x5F000000, 0xDF000000, 0x4EFFFFFF, 0x3F000000,
+	0x3FC00000, 0x40200000, 0x0DA24260, 0x72000000, 0x00400000, 0x1E3CE508,
+};
+
+static const uint64_t f64_edges[] = {
+	0x0000000000000000ull, 0x8000000000000000ull, 0x3FF0000000000000ull,
+	0xBFF0000000000000ull, 0x0000000000000001ull, 0x800FFFFFFFFFFFFFull,
+	0x0010000000000000ull, 0x7FEFFFFFFFFFFFFFull, 0xFFEFFFFFFFFFFFFFull,
+	0x7FF0000000000000ull, 0xFFF0000000000000ull, 0x7FF8000000000000ull,
+	0xFFF8000000000000ull, 0x7FF0000000000001ull, 0xFFF4000000000000ull,
+	0x3FEFFFFFFFFFFFFFull, 0x3FF0000000000001ull, 0x4330000000000000ull,
+	0x41E0000000000000ull, 0xC1E0000000000000ull, 0x41DFFFFFFFC00000ull,
+	0xC1E0000000200000ull, 0x43E0000000000000ull, 0xC3E0000000000000ull,
+	0x3FE0000000000000ull, 0x3FF8000000000000ull, 0x400921FB54442D18ull,
+	0x36A0000000000000ull, 0x47EFFFFFE0000000ull, 0x47F0000000000000ull,
+	0x380FFFFFFFFFFFFFull, 0x3810000000000000ull, 0x0008000000000000ull,
+};
+
+static const uint64_t int_edges[] = {
+	0, 1, 0xFFFFFFFFFFFFFFFFull, 0x7FFFFFFFull, 0x80000000ull,
+	0x7FFFFFFFFFFFFFFFull, 0x8000000000000000ull, 0x00FF00FF00FF00FFull,
+	0x7F7F7F7F80808080ull, 0x7FFF80007FFF8000ull, 0x1000001ull,
+	0x20000000000001ull, 0xFFFFFFFF80000000ull, 0x0000000100000000ull,
+};
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static void fill(union xmm *x)
+{
+	unsigned mode = rnd() % 5;
+	for (unsigned i = 0; i < 4; i++) {
+		switch (mode) {
+		case 0: /* f32 edges, some random */
+			x->d[i] = (rnd() & 3) ? f32_edges[rnd() % N(f32_edges)]
+					      : (uint32_t)rnd();
+			break;
+		case 1:
+			if (i < 2)
+				x->q[i] = (rnd() & 3) ? f64_edges[rnd() % N(f64_edges)]
+						      : rnd();
+			break;
+		case 2:
+			if (i < 2)
+				x->q[i] = int_edges[rnd() % N(int_edges)];
+			break;
+		case 3: { /* small normal floats: exercise rounding */
+			float f = (float)((int64_t)(rnd() % 2000001) - 1000000) /
+				  (float)(1 + rnd() % 1000);
+			memcpy(&x->d[i], &f, 4);
+			break;
+		}
+		default:
+			x->d[i] = (uint32_t)rnd();
+			break;
+		}
+	}
+	if (mode == 3 && (rnd() & 1)) { /* doubles instead */
+		for (unsigned i = 0; i < 2; i++) {
+			double v = (double)((int64_t)(rnd() % 2000000001) - 1000000000) /
+				   (double)(1 + rnd() % 100000);
+			memcpy(&x->q[i], &v, 8);
+		}
+	}
+}
+
+static uint64_t rnd_gpr(void)
+{
+	switch (rnd() % 4) {
+	case 0:
+		return int_edges[rnd() % N(int_edges)];
+	case 1:
+		return (uint64_t)(int64_t)(int32_t)rnd();
+	case 2:
+		return rnd() >> (rnd() % 64);
+	default:
+		return rnd();
+	}
+}
+
+static const uint32_t csrs[] = {
+	0x1F80, 0x3F80, 0x5F80, 0x7F80, 0x9FC0, 0x1FBF, 0x0000, 0x1F00,
+	0x1E80, 0x1D80, 0x1B80, 0x1780, 0x0F80, 0xFF80, 0x1FC0, 0x8000,
+};
+
+struct enc {
+	const char *name;
+	uint8_t len;
+	uint8_t b[15];
+};
+
+#define E(name, ...) { name, sizeof((uint8_t[]){ __VA_ARGS__ }), { __VA_ARGS__ } }
+
+static unsigned long cases_run, faults_seen;
+
+/* Run every encoding under every MXCSR setting with `per` value cases. */
+static void run_table(const struct enc *t, size_t n, unsigned per, uint64_t seed)
+{
+	setup_host();
+	rng_state = seed;
+	for (size_t e = 0; e < n; e++) {
+		struct sse_form f;
+		int dr = decode(t[e].b, t[e].len, &f);
+		cr_assert_eq(dr, 0, "%s: sse_decode failed (%d)", t[e].name, dr);
+		for (size_t c = 0; c < N(csrs); c++) {
+			for (unsigned k = 0; k < per; k++) {
+				struct hstate h;
+				memset(&h, 0, sizeof(h));
+				fill(&h.x0);
+				fill(&h.x1);
+				union xmm m;
+				fill(&m);
+				memcpy(h.mem, &m, 16);
+				h.gpr = rnd_gpr();
+				h.mm0 = rnd();
+				h.mm1 = (rnd() & 1) ? h.x1.q[0] : rnd();
+				h.rflags = 0x202 | (rnd() & 0x8D5);
+				h.mxcsr = csrs[c];
+				if (rnd() % 4 == 0) /* occasionally immediate-ish vals */
+					h.x1.q[0] = rnd() % 70;
+
+				struct gstate g;
+				memset(&g, 0, sizeof(g));
+				fpu_reset(&g.fx);
+				g.fx.mxcsr = h.mxcsr;
+				memcpy(g.fx.xmm[0], &h.x0, 16);
+				memcpy(g.fx.xmm[1], &h.x1, 16);
+				fpu_mmx_write(&g.fx, 0, h.mm0);
+				fpu_mmx_write(&g.fx, 1, h.mm1);
+				g.gpr[0] = h.gpr;
+				memcpy(g.mem, h.mem, 16);
+				g.rflags = h.rflags;
+
+				struct hstate h0 = h;
+				int hf = host_run(t[e].b, t[e].len, &h);
+				int gr = guest_exec(&f, &g);
+				cases_run++;
+				if (hf) {
+					faults_seen++;
+					cr_assert_eq(gr, FPU_EXC_XM,
+						     "%s csr %04x: host #XM, lib %d "
+						     "x0=%016llx%016llx x1=%016llx%016llx",
+						     t[e].name, h0.mxcsr, gr,
+						     (unsigned long long)h0.x0.q[1],
+						     (unsigned long long)h0.x0.q[0],
+						     (unsigned long long)h0.x1.q[1],
+						     (unsigned long long)h0.x1.q[0]);
+					cr_assert_eq(g.fx.mxcsr, fpe_mxcsr,
+						     "%s: MXCSR at fault host %04x lib %04x "
+						     "(csr %04x x0=%016llx%016llx x1=%016llx%016llx)",
+						     t[e].name, fpe_mxcsr, g.fx.mxcsr, h0.mxcsr,
+						     (unsigned long long)h0.x0.q[1],
+						     (unsigned long long)h0.x0.q[0],
+						     (unsigned long long)h0.x1.q[1],
+						     (unsigned long long)h0.x1.q[0]);
+					cr_assert(memcmp(g.fx.xmm[0], &h0.x0, 16) == 0 &&
+						  memcmp(g.fx.xmm[1], &h0.x1, 16) == 0 &&
+						  g.gpr[0] == h0.gpr && g.rflags == h0.rflags,
+						  "%s: state written on fault", t[e].name);
+					continue;
+				}
+				cr_assert_eq(gr, 0, "%s csr %04x: lib faulted %d, host did not "
+					     "(x0=%016llx%016llx x1=%016llx%016llx)",
+					     t[e].name, h0.mxcsr, gr,
+					     (unsigned long long)h0.x0.q[1],
+					     (unsigned long long)h0.x0.q[0],
+					     (unsigned long long)h0.x1.q[1],
+					     (unsigned long long)h0.x1.q[0]);
+				bool ok = memcmp(g.fx.xmm[0], &h.x0, 16) == 0 &&
+					  memcmp(g.fx.xmm[1], &h.x1, 16) == 0 &&
+					  g.gpr[0] == h.gpr && memcmp(g.mem, h.mem, 16) == 0 &&
+					  fpu_mmx_read(&g.fx, 0) == h.mm0 &&
+					  fpu_mmx_read(&g.fx, 1) == h.mm1 &&
+					  (g.rflags & 0x8D5) == (h.rflags & 0x8D5) &&
+					  g.fx.mxcsr == h.mxcsr_out;
+				if (!ok) {
+					union xmm gx0, gx1;
+					memcpy(&gx0, g.fx.xmm[0], 16);
+					memcpy(&gx1, g.fx.xmm[1], 16);
+					cr_assert_fail(
+						"%s csr %04x mismatch\n in  x0=%016llx%016llx "
+						"x1=%016llx%016llx rax=%016llx mem=%016llx%016llx mm0=%016llx mm1=%016llx\n"
+						" host x0=%016llx%016llx x1=%016llx%016llx rax=%016llx "
+						"mem=%016llx mm0=%016llx mm1=%016llx fl=%llx csr=%04x\n"
+						" lib  x0=%016llx%016llx x1=%016llx%016llx rax=%016llx "
+						"mem=%016llx mm0=%016llx mm1=%016llx fl=%llx csr=%04x",
+						t[e].name, h0.mxcsr,
+						(unsigned long long)h0.x0.q[1], (unsigned long long)h0.x0.q[0],
+						(unsigned long long)h0.x1.q[1], (unsigned long long)h0.x1.q[0],
+						(unsigned long long)h0.gpr,
+						(unsigned long long)m.q[1], (unsigned long long)m.q[0],
+						(unsigned long long)h0.mm0, (unsigned long long)h0.mm1,
+						(unsigned long long)h.x0.q[1], (unsigned long long)h.x0.q[0],
+						(unsigned long long)h.x1.q[1], (unsigned long long)h.x1.q[0],
+						(unsigned long long)h.gpr, (unsigned long long)*(uint64_t *)h.mem,
+						(unsigned long long)h.mm0, (unsigned long long)h.mm1,
+						(unsigned long long)h.rflags, h.mxcsr_out,
+						(unsigned long long)gx0.q[1], (unsigned long long)gx0.q[0],
+						(unsigned long long)gx1.q[1], (unsigned long long)gx1.q[0],
+						(unsigned long long)g.gpr[0], (unsigned long long)*(uint64_t *)g.mem,
+						(unsigned long long)fpu_mmx_read(&g.fx, 0),
+						(unsigned long long)fpu_mmx_read(&g.fx, 1),
+						(unsigned long long)g.rflags, g.fx.mxcsr);
+				}
+			}
+		}
+	}
+	cr_log_info("%zu encodings, %lu cases (%lu #XM)", n, cases_run, faults_seen);
+}
+
+/* ---- tables: dst xmm0 (or eax/mm0), src xmm1 (or eax/mm1), mem [rsi] ---- */
+
+#define FPA(op, b) E(op "ps", 0x0F, b, 0xC1), E(op "ss", 0xF3, 0x0F, b, 0xC1), \
+	E(op "pd", 0x66, 0x0F, b, 0xC1), E(op "sd", 0xF2, 0x0F, b, 0xC1),     \
+	E(op "ss m", 0xF3, 0x0F, b, 0x06), E(op "sd m", 0xF2, 0x0F, b, 0x06)
+
+static const struct enc fp_arith[] = {
+	FPA("add", 0x58), FPA("mul", 0x59), FPA("sub", 0x5C), FPA("min", 0x5D),
+	FPA("div", 0x5E), FPA("max", 0x5F), FPA("sqrt", 0x51),
+	E("addps m", 0x0F, 0x58, 0x06),
+	E("rcpps", 0x0F, 0x53, 0xC1), E("rcpss", 0xF3, 0x0F, 0x53, 0xC1),
+	E("rsqrtps", 0x0F, 0x52, 0xC1), E("rsqrtss", 0xF3, 0x0F, 0x52, 0xC1),
+	E("andps", 0x0F, 0x54, 0xC1), E("andnps", 0x0F, 0x55, 0xC1),
+	E("orps", 0x0F, 0x56, 0xC1), E("xorps", 0x0F, 0x57, 0xC1),
+	E("andpd", 0x66, 0x0F, 0x54, 0xC1), E("andnpd", 0x66, 0x0F, 0x55, 0xC1),
+	E("orpd", 0x66, 0x0F, 0x56, 0xC1), E("xorpd", 0x66, 0x0F, 0x57, 0xC1),
+};
+
+#define CMP(n) E("cmpps " #n, 0x0F, 0xC2, 0xC1, n), E("cmpss " #n, 0xF3, 0x0F, 0xC2, 0xC1, n), \
+	E("cmppd " #n, 0x66, 0x0F, 0xC2, 0xC1, n), E("cmpsd " #n, 0xF2, 0x0F, 0xC2, 0xC1, n)
+
+static const struct enc fp_cmp[] = {
+	CMP(0), CMP(1), CMP(2), CMP(3), CMP(4), CMP(5), CMP(6), CMP(7),
+	E("cmpss m 1", 0xF3, 0x0F, 0xC2, 0x06, 1),
+	E("comiss", 0x0F, 0x2F, 0xC1), E("ucomiss", 0x0F, 0x2E, 0xC1),
+	E("comisd", 0x66, 0x0F, 0x2F, 0xC1), E("ucomisd", 0x66, 0x0F, 0x2E, 0xC1),
+	E("ucomiss m", 0x0F, 0x2E, 0x06), E("comisd m", 0x66, 0x0F, 0x2F, 0x06),
+};
+
+static const struct enc fp_cvt[] = {
+	E("cvtps2pd", 0x0F, 0x5A, 0xC1), E("cvtpd2ps", 0x66, 0x0F, 0x5A, 0xC1),
+	E("cvtss2sd", 0xF3, 0x0F, 0x5A, 0xC1), E("cvtsd2ss", 0xF2, 0x0F, 0x5A, 0xC1),
+	E("cvtdq2ps", 0x0F, 0x5B, 0xC1), E("cvtps2dq", 0x66, 0x0F, 0x5B, 0xC1),
+	E("cvttps2dq", 0xF3, 0x0F, 0x5B, 0xC1), E("cvtdq2pd", 0xF3, 0x0F, 0xE6, 0xC1),
+	E("cvtpd2dq", 0xF2, 0x0F, 0xE6, 0xC1), E("cvttpd2dq", 0x66, 0x0F, 0xE6, 0xC1),
+	E("cvtps2pd m", 0x0F, 0x5A, 0x06), E("cvtss2sd m", 0xF3, 0x0F, 0x5A, 0x06),
+	E("cvtsi2ss r32", 0xF3, 0x0F, 0x2A, 0xC0), E("cvtsi2ss r64", 0xF3, 0x48, 0x0F, 0x2A, 0xC0),
+	E("cvtsi2sd r32", 0xF2, 0x0F, 0x2A, 0xC0), E("cvtsi2sd r64", 0xF2, 0x48, 0x0F, 0x2A, 0xC0),
+	E("cvtsi2ss m32", 0xF3, 0x0F, 0x2A, 0x06), E("cvtsi2sd m64", 0xF2, 0x48, 0x0F, 0x2A, 0x06),
+	E("cvtss2si r32", 0xF3, 0x0F, 0x2D, 0xC1), E("cvtss2si r64", 0xF3, 0x48, 0x0F, 0x2D, 0xC1),
+	E("cvttss2si r32", 0xF3, 0x0F, 0x2C, 0xC1), E("cvttss2si r64", 0xF3, 0x48, 0x0F, 0x2C, 0xC1),
+	E("cvtsd2si r32", 0xF2, 0x0F, 0x2D, 0xC1), E("cvtsd2si r64", 0xF2, 0x48, 0x0F, 0x2D, 0xC1),
+	E("cvttsd2si r32", 0xF2, 0x0F, 0x2C, 0xC1), E("cvttsd2si r64", 0xF2, 0x48, 0x0F, 0x2C, 0xC1),
+	E("cvtsd2si m64", 0xF2, 0x0F, 0x2D, 0x06), E("cvttss2si m32", 0xF3, 0x48, 0x0F, 0x2C, 0x06),
+	E("cvtpi2ps", 0x0F, 0x2A, 0xC1), E("cvtps2pi", 0x0F, 0x2D, 0xC1),
+	E("cvttps2pi", 0x0F, 0x2C, 0xC1), E("cvtpi2pd", 0x66, 0x0F, 0x2A, 0xC1),
+	E("cvtpd2pi", 0x66, 0x0F, 0x2D, 0xC1), E("cvttpd2pi", 0x66, 0x0F, 0x2C, 0xC1),
+	E("cvtpi2ps m", 0x0F, 0x2A, 0x06), E("cvtps2pi m", 0x0F, 0x2D, 0x06),
+};
+
+#define SHUF(n) E("shufps " #n, 0x0F, 0xC6, 0xC1, n), E("shufpd " #n, 0x66, 0x0F, 0xC6, 0xC1, n), \
+	E("pshufd " #n, 0x66, 0x0F, 0x70, 0xC1, n), E("pshufhw " #n, 0xF3, 0x0F, 0x70, 0xC1, n), \
+	E("pshuflw " #n, 0xF2, 0x0F, 0x70, 0xC1, n), E("pshufw " #n, 0x0F, 0x70, 0xC1, n), \
+	E("pextrw " #n, 0x66, 0x0F, 0xC5, 0xC1, n), E("pinsrw " #n, 0x66, 0x0F, 0xC4, 0xC0, n), \
+	E("pinsrw m " #n, 0x66, 0x0F, 0xC4, 0x06, n), E("pextrw mm " #n, 0x0F, 0xC5, 0xC1, n), \
+	E("pinsrw mm " #n, 0x0F, 0xC4, 0xC0, n)
+
+#define SHIFTI(n) E("psllw i" #n, 0x66, 0x0F, 0x71, 0xF0, n), E("psrlw i" #n, 0x66, 0x0F, 0x71, 0xD0, n), \
+	E("psraw i" #n, 0x66, 0x0F, 0x71, 0xE0, n), E("pslld i" #n, 0x66, 0x0F, 0x72, 0xF0, n), \
+	E("psrld i" #n, 0x66, 0x0F, 0x72, 0xD0, n), E("psrad i" #n, 0x66, 0x0F, 0x72, 0xE0, n), \
+	E("psllq i" #n, 0x66, 0x0F, 0x73, 0xF0, n), E("psrlq i" #n, 0x66, 0x0F, 0x73, 0xD0, n), \
+	E("pslldq i" #n, 0x66, 0x0F, 0x73, 0xF8, n), E("psrldq i" #n, 0x66, 0x0F, 0x73, 0xD8, n), \
+	E("psllw mm i" #n, 0x0F, 0x71, 0xF0, n), E("psrad mm i" #n, 0x0F, 0x72, 0xE0, n), \
+	E("psrlq mm i" #n, 0x0F, 0x73, 0xD0, n)
+
+static const struct enc moves_shuffles[] = {
+	SHUF(0x00), SHUF(0x1B), SHUF(0xE4), SHUF(0x4E), SHUF(0xB1), SHUF(0xFF), SHUF(0x93),
+	SHIFTI(0), SHIFTI(1), SHIFTI(7), SHIFTI(8), SHIFTI(15), SHIFTI(16), SHIFTI(31),
+	SHIFTI(32), SHIFTI(63), SHIFTI(64), SHIFTI(200),
+	E("unpcklps", 0x0F, 0x14, 0xC1), E("unpckhps", 0x0F, 0x15, 0xC1),
+	E("unpcklpd", 0x66, 0x0F, 0x14, 0xC1), E("unpckhpd", 0x66, 0x0F, 0x15, 0xC1),
+	E("movaps", 0x0F, 0x28, 0xC1), E("movups", 0x0F, 0x10, 0xC1),
+	E("movaps m", 0x0F, 0x28, 0x06), E("movups st", 0x0F, 0x11, 0x06),
+	E("movss", 0xF3, 0x0F, 0x10, 0xC1), E("movss ld", 0xF3, 0x0F, 0x10, 0x06),
+	E("movss st", 0xF3, 0x0F, 0x11, 0x06), E("movss 11", 0xF3, 0x0F, 0x11, 0xC1),
+	E("movsd", 0xF2, 0x0F, 0x10, 0xC1), E("movsd ld", 0xF2, 0x0F, 0x10, 0x06),
+	E("movsd st", 0xF2, 0x0F, 0x11, 0x06),
+	E("movhlps", 0x0F, 0x12, 0xC1), E("movlhps", 0x0F, 0x16, 0xC1),
+	E("movhps ld", 0x0F, 0x16, 0x06), E("movhps st", 0x0F, 0x17, 0x06),
+	E("movlps ld", 0x0F, 0x12, 0x06), E("movlps st", 0x0F, 0x13, 0x06),
+	E("movhpd ld", 0x66, 0x0F, 0x16, 0x06), E("movhpd st", 0x66, 0x0F, 0x17, 0x06),
+	E("movlpd ld", 0x66, 0x0F, 0x12, 0x06), E("movlpd st", 0x66, 0x0F, 0x13, 0x06),
+	E("movmskps", 0x0F, 0x50, 0xC1), E("movmskpd", 0x66, 0x0F, 0x50, 0xC1),
+	E("pmovmskb", 0x66, 0x0F, 0xD7, 0xC1), E("pmovmskb mm", 0x0F, 0xD7, 0xC1),
+	E("movd x,r", 0x66, 0x0F, 0x6E, 0xC0), E("movq x,r", 0x66, 0x48, 0x0F, 0x6E, 0xC0),
+	E("movd r,x", 0x66, 0x0F, 0x7E, 0xC0), E("movq r,x", 0x66, 0x48, 0x0F, 0x7E, 0xC0),
+	E("movd x,m", 0x66, 0x0F, 0x6E, 0x06), E("movd m,x", 0x66, 0x0F, 0x7E, 0x06),
+	E("movq x,x", 0xF3, 0x0F, 0x7E, 0xC1), E("movq x,m", 0xF3, 0x0F, 0x7E, 0x06),
+	E("movq x1,x0", 0x66, 0x0F, 0xD6, 0xC1), E("movq m,x", 0x66, 0x0F, 0xD6, 0x06),
+	E("movdqa", 0x66, 0x0F, 0x6F, 0xC1), E("movdqu ld", 0xF3, 0x0F, 0x6F, 0x06),
+	E("movdqa st", 0x66, 0x0F, 0x7F, 0x06), E("movntdq", 0x66, 0x0F, 0xE7, 0x06),
+	E("movntps", 0x0F, 0x2B, 0x06), E("movnti", 0x0F, 0xC3, 0x06),
+	E("movnti 64", 0x48, 0x0F, 0xC3, 0x06),
+	E("movq2dq", 0xF3, 0x0F, 0xD6, 0xC1), E("movdq2q", 0xF2, 0x0F, 0xD6, 0xC1),
+	E("movd mm,r", 0x0F, 0x6E, 0xC0), E("movd r,mm", 0x0F, 0x7E, 0xC0),
+	E("movq mm,r", 0x48, 0x0F, 0x6E, 0xC0), E("movq mm,mm", 0x0F, 0x6F, 0xC1),
+	E("movq mm,m", 0x0F, 0x6F, 0x06), E("movq m,mm", 0x0F, 0x7F, 0x06),
+	E("movntq", 0x0F, 0xE7, 0x06),
+};
+
+#define I2(n, b) E(n, 0x66, 0x0F, b, 0xC1), E(n " mm", 0x0F, b, 0xC1)
+
+static const struct enc int_ops[] = {
+	I2("paddb", 0xFC), I2("paddw", 0xFD), I2("paddd", 0xFE), I2("paddq", 0xD4),
+	I2("psubb", 0xF8), I2("psubw", 0xF9), I2("psubd", 0xFA), I2("psubq", 0xFB),
+	I2("paddsb", 0xEC), I2("paddsw", 0xED), I2("paddusb", 0xDC), I2("paddusw", 0xDD),
+	I2("psubsb", 0xE8), I2("psubsw", 0xE9), I2("psubusb", 0xD8), I2("psubusw", 0xD9),
+	I2("pmullw", 0xD5), I2("pmulhw", 0xE5), I2("pmulhuw", 0xE4), I2("pmuludq", 0xF4),
+	I2("pmaddwd", 0xF5), I2("pavgb", 0xE0), I2("pavgw", 0xE3), I2("psadbw", 0xF6),
+	I2("pminub", 0xDA), I2("pmaxub", 0xDE), I2("pminsw", 0xEA), I2("pmaxsw", 0xEE),
+	I2("pcmpeqb", 0x74), I2("pcmpeqw", 0x75), I2("pcmpeqd", 0x76),
+	I2("pcmpgtb", 0x64), I2("pcmpgtw", 0x65), I2("pcmpgtd", 0x66),
+	I2("pand", 0xDB), I2("pandn", 0xDF), I2("por", 0xEB), I2("pxor", 0xEF),
+	I2("psllw", 0xF1), I2("pslld", 0xF2), I2("psllq", 0xF3), I2("psrlw", 0xD1),
+	I2("psrld", 0xD2), I2("psrlq", 0xD3), I2("psraw", 0xE1), I2("psrad", 0xE2),
+	I2("packsswb", 0x63), I2("packssdw", 0x6B), I2("packuswb", 0x67),
+	I2("punpcklbw", 0x60), I2("punpcklwd", 0x61), I2("punpckldq", 0x62),
+	I2("punpckhbw", 0x68), I2("punpckhwd", 0x69), I2("punpckhdq", 0x6A),
+	E("punpcklqdq", 0x66, 0x0F, 0x6C, 0xC1), E("punpckhqdq", 0x66, 0x0F, 0x6D, 0xC1),
+	E("paddb m", 0x66, 0x0F, 0xFC, 0x06), E("psllw m", 0x66, 0x0F, 0xF1, 0x06),
+};
+
+Test(fpu_sse, fp_arith_vs_host)
+{
+	run_table(fp_arith, N(fp_arith), 192, 0x1234567);
+}
+
+Test(fpu_sse, fp_compare_vs_host)
+{
+	run_table(fp_cmp, N(fp_cmp), 48, 0x2345678);
+}
+
+Test(fpu_sse, fp_convert_vs_host)
+{
+	run_table(fp_cvt, N(fp_cvt), 160, 0x3456789);
+}
+
+Test(fpu_sse, moves_shuffles_vs_host)
+{
+	run_table(moves_shuffles, N(moves_shuffles), 8, 0x456789A);
+}
+
+Test(fpu_sse, integer_vs_host)
+{
+	run_table(int_ops, N(int_ops), 32, 0x56789AB);
+}
