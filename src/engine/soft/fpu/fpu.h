@@ -297,6 +297,9 @@ void fpu_emms(struct fxsave_area *fx);  /* all tags empty */
 	X(FXCH_STi) X(FINCSTP) X(FDECSTP) X(FFREE_STi) X(FFREEP_STi) X(FNOP) \
 	X(FCMOV_STi) X(FNINIT) X(FNCLEX) X(FLDCW) X(FNSTCW) X(FNSTSW) \
 	X(FNSTSW_AX) X(FWAIT) \
+	/* undocumented register-form aliases, run as the host runs them */ \
+	X(FCOM2_STi) X(FCOMP3_STi) X(FXCH4_STi) X(FCOMP5_STi) X(FXCH7_STi) \
+	X(FSTP1_STi) X(FSTP8_STi) X(FSTP9_STi) X(FNENI) X(FNDISI) X(FNSETPM) \
 	/* environment ops: decoded here, run with x87_fldenv() & co. */ \
 	X(FLDENV) X(FNSTENV) X(FRSTOR) X(FNSAVE)
 
@@ -353,7 +356,8 @@ struct x87_form {
 
 /* Resolve an x87 instruction (opcodes D8-DF and 9B FWAIT) from its opcode
  * byte and ModRM, including the undocumented register aliases (FCOM2,
- * FXCH4, FSTP1...). Returns 0, -ENOENT if insn is not x87, or -EINVAL for
+ * FXCH4, FSTP1..., FENI/FDISI/FSETPM: their own ops, executed as the host
+ * executes them, e.g. AMD runs D9 D8+i without stack-fault checks). Returns 0, -ENOENT if insn is not x87, or -EINVAL for
  * a reserved encoding (#UD). FLDENV/FNSTENV/FRSTOR/FNSAVE decode to the
  * X87_FLDENV... ids: run them with x87_fldenv() etc., not x87_exec(). The
  * waiting forms FSTSW/FSTCW/FCLEX/FINIT/FSAVE/FSTENV are two instructions

@@ -26,22 +26,35 @@
 			 : [zero_] "i"(0) UNP INS                               \
 			 : "cc", "memory")
 
-#define STI_CASE(n, prefix, OUTS, INS) \
-	case n:                        \
-		RUN(prefix "+" #n, OUTS, INS); \
+#define STI_CASE(n, prefix, suffix, OUTS, INS) \
+	case n:                                \
+		RUN(prefix "+" #n suffix, OUTS, INS); \
 		break;
-/* prefix is ".byte 0xNN, 0xMM" with the st(i) index added to the last byte */
-#define RUN_STI(i, prefix, OUTS, INS)                    \
-	switch ((i) & 7) {                               \
-		STI_CASE(0, prefix, OUTS, INS)           \
-		STI_CASE(1, prefix, OUTS, INS)           \
-		STI_CASE(2, prefix, OUTS, INS)           \
-		STI_CASE(3, prefix, OUTS, INS)           \
-		STI_CASE(4, prefix, OUTS, INS)           \
-		STI_CASE(5, prefix, OUTS, INS)           \
-		STI_CASE(6, prefix, OUTS, INS)           \
-		STI_CASE(7, prefix, OUTS, INS)           \
+/* prefix ends in ".byte 0xNN, 0xMM": the st(i) index is added to the last
+ * byte; suffix follows the instruction. */
+#define RUN_STI2(i, prefix, suffix, OUTS, INS)                   \
+	switch ((i) & 7) {                                       \
+		STI_CASE(0, prefix, suffix, OUTS, INS)           \
+		STI_CASE(1, prefix, suffix, OUTS, INS)           \
+		STI_CASE(2, prefix, suffix, OUTS, INS)           \
+		STI_CASE(3, prefix, suffix, OUTS, INS)           \
+		STI_CASE(4, prefix, suffix, OUTS, INS)           \
+		STI_CASE(5, prefix, suffix, OUTS, INS)           \
+		STI_CASE(6, prefix, suffix, OUTS, INS)           \
+		STI_CASE(7, prefix, suffix, OUTS, INS)           \
 	}
+#define RUN_STI(i, prefix, OUTS, INS) RUN_STI2(i, prefix, "", OUTS, INS)
+
+/* FCOMI & co.: seed OF (add overflow) and SF ZF AF PF CF (SAHF) with the
+ * guest's, run, read them back (LAHF, SETO): whatever the host does to
+ * EFLAGS, including leaving them alone, is what the guest gets. */
+#define FCOMI_PRE "movw %w[seed], %%ax\n\taddb $0x7f, %%al\n\tsahf\n\t"
+#define FCOMI_POST "\n\tlahf\n\tseto %%al"
+#define FCOMI(name, bytes)                                                     \
+	case X87_##name:                                                       \
+		RUN_STI2(sti, FCOMI_PRE ".byte " bytes, FCOMI_POST,             \
+			 (, "=&a"(fl_ax)), (, [seed] "r"(seed)));   \
+		break;
 
 #define STI(name, bytes)                                 \
 	case X87_##name:                                 \
@@ -145,6 +158,17 @@ static const struct x87_info info_table[X87_OP_COUNT] = {
 	[X87_FNSTSW] = { 2, false, true, false, true, true, false },
 	[X87_FNSTSW_AX] = { 0, false, false, false, true, true, false },
 	[X87_FWAIT] = { 0, false, false, false, true, false, false },
+	[X87_FCOM2_STi] = { 0, false, false, true, false, false, false },
+	[X87_FCOMP3_STi] = { 0, false, false, true, false, false, false },
+	[X87_FXCH4_STi] = { 0, false, false, true, false, false, false },
+	[X87_FCOMP5_STi] = { 0, false, false, true, false, false, false },
+	[X87_FXCH7_STi] = { 0, false, false, true, false, false, false },
+	[X87_FSTP1_STi] = { 0, false, false, true, false, false, false },
+	[X87_FSTP8_STi] = { 0, false, false, true, false, false, false },
+	[X87_FSTP9_STi] = { 0, false, false, true, false, false, false },
+	[X87_FNENI] = { 0, false, false, false, true, true, false },
+	[X87_FNDISI] = { 0, false, false, false, true, true, false },
+	[X87_FNSETPM] = { 0, false, false, false, true, true, false },
 	[X87_FLDENV] = { 0, true, false, false, true, false, false },
 	[X87_FNSTENV] = { 0, false, true, false, true, true, false },
 	[X87_FRSTOR] = { 0, true, false, false, true, false, false },
@@ -177,18 +201,6 @@ int x87_check_pending(const struct fxsave_area *fx)
 	return (fx->fsw & FSW_ES) ? FPU_EXC_MF : 0;
 }
 
-/* FNINIT: FOP/FIP/FDP cleared too (the core must not overwrite them after
- * a control instruction). */
-static void fninit(struct fxsave_area *fx)
-{
-	fx->fcw = FCW_DEFAULT;
-	fx->fsw = 0;
-	fx->ftw = 0;
-	fx->fop = 0;
-	fx->fip = 0;
-	fx->fdp = 0;
-}
-
 int x87_exec(enum x87_op op, struct fxsave_area *fx, uint8_t sti,
 	     struct x87_io *io)
 {
@@ -202,7 +214,7 @@ int x87_exec(enum x87_op op, struct fxsave_area *fx, uint8_t sti,
 	/* Control ops that need no arithmetic. */
 	switch (op) {
 	case X87_FNINIT:
-		fninit(fx);
+		x87_fninit(fx); /* FOP/FIP/FDP cleared too */
 		return 0;
 	case X87_FNSTCW:
 		memcpy(io->mem, &fx->fcw, 2);
@@ -224,7 +236,10 @@ int x87_exec(enum x87_op op, struct fxsave_area *fx, uint8_t sti,
 	struct fsave32 img;
 	uint16_t hcw;
 	bool stored = false;
-	bool z = false, p = false, c = false;
+	uint16_t fl_ax = 0;
+	/* AH = SF ZF AF PF CF for SAHF, AL = 1 to make OF=1 after +0x7f */
+	uint16_t seed = (uint16_t)((io->rflags & 0xD5) << 8 |
+				   ((io->rflags & RFLAGS_OF) ? 1 : 0));
 	x87_img_from_fx(fx, &img);
 
 	switch (op) {
@@ -344,21 +359,24 @@ int x87_exec(enum x87_op op, struct fxsave_area *fx, uint8_t sti,
 	STI(FUCOM_STi, "0xDD, 0xE0")
 	STI(FUCOMP_STi, "0xDD, 0xE8")
 	STI(FXCH_STi, "0xD9, 0xC8")
+	STI(FCOM2_STi, "0xDC, 0xD0")
+	STI(FCOMP3_STi, "0xDC, 0xD8")
+	STI(FXCH4_STi, "0xDD, 0xC8")
+	STI(FCOMP5_STi, "0xDE, 0xD0")
+	STI(FXCH7_STi, "0xDF, 0xC8")
+	STI(FSTP1_STi, "0xD9, 0xD8")
+	STI(FSTP8_STi, "0xDF, 0xD0")
+	STI(FSTP9_STi, "0xDF, 0xD8")
+	NOARG(FNENI, "0xDB, 0xE0")
+	NOARG(FNDISI, "0xDB, 0xE1")
+	NOARG(FNSETPM, "0xDB, 0xE4")
 	STI(FFREE_STi, "0xDD, 0xC0")
 	STI(FFREEP_STi, "0xDF, 0xC0")
 
-	case X87_FCOMI_STi:
-		RUN_STI(sti, ".byte 0xDB, 0xF0", (, "=@ccz"(z), "=@ccp"(p), "=@ccc"(c)), ());
-		break;
-	case X87_FCOMIP_STi:
-		RUN_STI(sti, ".byte 0xDF, 0xF0", (, "=@ccz"(z), "=@ccp"(p), "=@ccc"(c)), ());
-		break;
-	case X87_FUCOMI_STi:
-		RUN_STI(sti, ".byte 0xDB, 0xE8", (, "=@ccz"(z), "=@ccp"(p), "=@ccc"(c)), ());
-		break;
-	case X87_FUCOMIP_STi:
-		RUN_STI(sti, ".byte 0xDF, 0xE8", (, "=@ccz"(z), "=@ccp"(p), "=@ccc"(c)), ());
-		break;
+	FCOMI(FCOMI_STi, "0xDB, 0xF0")
+	FCOMI(FCOMIP_STi, "0xDF, 0xF0")
+	FCOMI(FUCOMI_STi, "0xDB, 0xE8")
+	FCOMI(FUCOMIP_STi, "0xDF, 0xE8")
 	case X87_FCMOV_STi: {
 		/* FCMOVNE moves when ZF=0: set ZF = !condition. */
 		uint32_t cond = io->rflags != 0;
@@ -377,12 +395,12 @@ int x87_exec(enum x87_op op, struct fxsave_area *fx, uint8_t sti,
 	}
 
 	x87_img_to_fx(&img, fx);
-	/* FCOMI & co. leave EFLAGS alone when they raise an unmasked IE. */
-	if (inf->eflags && !(fx->fsw & ~fx->fcw & FSW_IE)) {
+	if (inf->eflags) {
 		io->rflags &= ~(uint64_t)(RFLAGS_OF | RFLAGS_SF | RFLAGS_AF |
 					  RFLAGS_ZF | RFLAGS_PF | RFLAGS_CF);
-		io->rflags |= (z ? RFLAGS_ZF : 0) | (p ? RFLAGS_PF : 0) |
-			      (c ? RFLAGS_CF : 0);
+		io->rflags |= (fl_ax >> 8) & 0xD5;
+		if (fl_ax & 1)
+			io->rflags |= RFLAGS_OF;
 	}
 	if (stored) {
 		/* ES was clear before (checked above), so any unmasked flag

@@ -25,5 +25,9 @@ void x87_img_to_fx(const struct fsave32 *img, struct fxsave_area *fx);
 /* Load then save img on the host x87: ES/B and tags as hardware makes
  * them. */
 void x87_img_normalize(struct fsave32 *img);
+/* Set FSW.TOP, rotating the stack-ordered st[] (physical registers keep
+ * their contents). */
+void x87_set_top(struct fxsave_area *fx, unsigned top);
+void x87_fninit(struct fxsave_area *fx);
 
 #endif

@@ -229,12 +229,7 @@ void x87_fnsave(struct fxsave_area *fx, uint8_t *buf, bool op16, bool real)
 	write_env(fx, fx->fcw, fx->fsw, fpu_ftw_full(fx), buf, op16, real);
 	for (unsigned i = 0; i < 8; i++)
 		memcpy(buf + off + 10 * i, fx->st[i], 10);
-	fx->fcw = FCW_DEFAULT;
-	fx->fsw = 0;
-	fx->ftw = 0;
-	fx->fop = 0;
-	fx->fip = 0;
-	fx->fdp = 0;
+	x87_fninit(fx);
 }
 
 void x87_frstor(struct fxsave_area *fx, const uint8_t *buf, bool op16,
@@ -307,18 +302,36 @@ int fpu_fxrstor(struct fxsave_area *fx, const uint8_t img[512], bool rex_w,
 
 /* ---- MMX ---- */
 
-/* TOP becomes 0: st[] is in stack order, so rotate it to keep every
- * physical register's contents where they are. */
-void fpu_mmx_enter(struct fxsave_area *fx)
+/* st[] is in stack order: changing TOP rotates it so that every physical
+ * register keeps its contents. */
+void x87_set_top(struct fxsave_area *fx, unsigned top)
 {
-	unsigned top = top_of(fx->fsw);
-	if (top) {
+	unsigned old = top_of(fx->fsw);
+	top &= 7;
+	if (old != top) {
 		uint8_t phys[8][16];
 		for (unsigned k = 0; k < 8; k++)
-			memcpy(phys[(k + top) & 7], fx->st[k], 16);
-		memcpy(fx->st, phys, sizeof(phys));
+			memcpy(phys[(k + old) & 7], fx->st[k], 16);
+		for (unsigned k = 0; k < 8; k++)
+			memcpy(fx->st[k], phys[(k + top) & 7], 16);
 	}
-	fx->fsw &= (uint16_t)~FSW_TOP;
+	fx->fsw = (uint16_t)((fx->fsw & ~FSW_TOP) | (top << FSW_TOP_SHIFT));
+}
+
+void x87_fninit(struct fxsave_area *fx)
+{
+	x87_set_top(fx, 0);
+	fx->fcw = FCW_DEFAULT;
+	fx->fsw = 0;
+	fx->ftw = 0;
+	fx->fop = 0;
+	fx->fip = 0;
+	fx->fdp = 0;
+}
+
+void fpu_mmx_enter(struct fxsave_area *fx)
+{
+	x87_set_top(fx, 0);
 	fx->ftw = 0xFF;
 }
 
@@ -368,17 +381,17 @@ static const uint8_t mem_ops[8][8] = {
 static const uint8_t reg_ops[8][8] = {
 	{ O(FADD_STi), O(FMUL_STi), O(FCOM_STi), O(FCOMP_STi), O(FSUB_STi),
 	  O(FSUBR_STi), O(FDIV_STi), O(FDIVR_STi) },
-	{ O(FLD_STi), O(FXCH_STi), 0, O(FSTP_STi), 0, 0, 0, 0 },
+	{ O(FLD_STi), O(FXCH_STi), 0, O(FSTP1_STi), 0, 0, 0, 0 },
 	{ O(FCMOV_STi), O(FCMOV_STi), O(FCMOV_STi), O(FCMOV_STi), 0, 0, 0, 0 },
 	{ O(FCMOV_STi), O(FCMOV_STi), O(FCMOV_STi), O(FCMOV_STi), 0,
 	  O(FUCOMI_STi), O(FCOMI_STi), 0 },
-	{ O(FADD_TOSTi), O(FMUL_TOSTi), O(FCOM_STi), O(FCOMP_STi),
+	{ O(FADD_TOSTi), O(FMUL_TOSTi), O(FCOM2_STi), O(FCOMP3_STi),
 	  O(FSUBR_TOSTi), O(FSUB_TOSTi), O(FDIVR_TOSTi), O(FDIV_TOSTi) },
-	{ O(FFREE_STi), O(FXCH_STi), O(FST_STi), O(FSTP_STi), O(FUCOM_STi),
+	{ O(FFREE_STi), O(FXCH4_STi), O(FST_STi), O(FSTP_STi), O(FUCOM_STi),
 	  O(FUCOMP_STi), 0, 0 },
-	{ O(FADDP), O(FMULP), O(FCOMP_STi), 0, O(FSUBRP), O(FSUBP), O(FDIVRP),
+	{ O(FADDP), O(FMULP), O(FCOMP5_STi), 0, O(FSUBRP), O(FSUBP), O(FDIVRP),
 	  O(FDIVP) },
-	{ O(FFREEP_STi), O(FXCH_STi), O(FSTP_STi), O(FSTP_STi), 0,
+	{ O(FFREEP_STi), O(FXCH7_STi), O(FSTP8_STi), O(FSTP9_STi), 0,
 	  O(FUCOMIP_STi), O(FCOMIP_STi), 0 },
 };
 
@@ -443,8 +456,12 @@ int x87_decode(const ZydisDecodedInstruction *insn, struct x87_form *out)
 				out->op = X87_FNCLEX;
 			else if (rm == 3)
 				out->op = X87_FNINIT;
-			else if (rm == 0 || rm == 1 || rm == 4)
-				out->op = X87_FNOP; /* FENI/FDISI/FSETPM: no-ops since the 387 */
+			else if (rm == 0)
+				out->op = X87_FNENI;
+			else if (rm == 1)
+				out->op = X87_FNDISI;
+			else if (rm == 4)
+				out->op = X87_FNSETPM;
 		}
 		break;
 	case 6:
