@@ -176,6 +176,9 @@ static void read_env(struct fxsave_area *fx, const uint8_t *b, bool op16,
 		     bool real)
 {
 	uint16_t ftw;
+	/* A new TOP renames the stack: the physical registers keep their
+	 * contents, so rotate the stack-ordered st[] before taking FSW. */
+	x87_set_top(fx, (get16(b + (op16 ? 2 : 4)) & FSW_TOP) >> FSW_TOP_SHIFT);
 	if (op16) {
 		fx->fcw = get16(b + 0);
 		fx->fsw = get16(b + 2);
