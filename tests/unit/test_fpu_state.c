@@ -489,3 +489,58 @@ Test(fpu_state, x87_pending_and_decode)
 	cr_assert_eq(fx.ftw, 0);
 	cr_assert_eq(x87_exec(X87_FLDENV, &fx, 0, &io), -EINVAL); /* separate entry */
 }
+
+static int dec_x87(const uint8_t *b, size_t n, struct x87_form *f)
+{
+	ZydisDecoder dec;
+	ZydisDecodedInstruction zi;
+	ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+	ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+	cr_assert(ZYAN_SUCCESS(ZydisDecoderDecodeFull(&dec, b, n, &zi, ops)));
+	return x87_decode(&zi, f);
+}
+
+Test(fpu_state, availability_checks)
+{
+	struct fxsave_area fx;
+	fpu_reset(&fx);
+	struct sse_form f;
+	cr_assert_eq(DEC(&f, 0x0F, 0x58, 0xC1), 0); /* addps */
+	cr_assert_eq(sse_check(&f, 0, CR4_OSFXSR, &fx), 0);
+	cr_assert_eq(sse_check(&f, CR0_EM, CR4_OSFXSR, &fx), FPU_EXC_UD);
+	cr_assert_eq(sse_check(&f, 0, 0, &fx), FPU_EXC_UD);
+	cr_assert_eq(sse_check(&f, CR0_TS, CR4_OSFXSR, &fx), FPU_EXC_NM);
+	fx.fsw |= FSW_ES;
+	cr_assert_eq(sse_check(&f, 0, CR4_OSFXSR, &fx), 0);
+	cr_assert_eq(DEC(&f, 0x0F, 0xFC, 0xC1), 0); /* paddb mm */
+	cr_assert_eq(sse_check(&f, 0, 0, &fx), FPU_EXC_MF);
+	cr_assert_eq(sse_check(&f, CR0_TS, 0, &fx), FPU_EXC_NM);
+	cr_assert_eq(DEC(&f, 0x0F, 0xC3, 0x06), 0); /* movnti */
+	cr_assert_eq(sse_check(&f, CR0_EM | CR0_TS, 0, &fx), 0);
+
+	struct x87_form x;
+	cr_assert_eq(dec_x87((const uint8_t[]){ 0xD8, 0xC3 }, 2, &x), 0);
+	cr_assert_eq(x.op, X87_FADD_STi);
+	cr_assert_eq(x.sti, 3);
+	cr_assert_eq(x.fop, 0x0C3);
+	cr_assert_eq(x87_check(&x, 0, &fx), FPU_EXC_MF);
+	cr_assert_eq(x87_check(&x, CR0_EM, &fx), FPU_EXC_NM);
+	cr_assert_eq(dec_x87((const uint8_t[]){ 0xDF, 0xE0 }, 2, &x), 0);
+	cr_assert_eq(x.op, X87_FNSTSW_AX);
+	cr_assert_eq(x87_check(&x, 0, &fx), 0);
+	cr_assert_eq(dec_x87((const uint8_t[]){ 0x9B }, 1, &x), 0);
+	cr_assert_eq(x.op, X87_FWAIT);
+	cr_assert_eq(x87_check(&x, CR0_TS, &fx), FPU_EXC_MF);
+	cr_assert_eq(x87_check(&x, CR0_TS | CR0_MP, &fx), FPU_EXC_NM);
+	cr_assert_eq(dec_x87((const uint8_t[]){ 0xDD, 0x36 }, 2, &x), 0);
+	cr_assert_eq(x.op, X87_FNSAVE);
+	cr_assert_eq(dec_x87((const uint8_t[]){ 0xDA, 0xC9 }, 2, &x), 0);
+	cr_assert_eq(x.op, X87_FCMOV_STi);
+	cr_assert_eq(x.fcmov_cc, X87_CC_E);
+	cr_assert_eq(dec_x87((const uint8_t[]){ 0xDB, 0xD1 }, 2, &x), 0);
+	cr_assert_eq(x.fcmov_cc, X87_CC_BE | X87_CC_NOT);
+	cr_assert_eq(dec_x87((const uint8_t[]){ 0xDD, 0x06 }, 2, &x), 0);
+	cr_assert_eq(x.op, X87_FLD_M64);
+	cr_assert_eq(x.mem_size, 8);
+	cr_assert_eq(x.fop, 0x506);
+}

@@ -217,6 +217,17 @@ enum sse_op sse_op_for_mnemonic(ZydisMnemonic m);
 int sse_exec(enum sse_op op, struct fxsave_area *fx, union xmm *dst,
 	     const union xmm *src, uint8_t imm8, uint64_t cr4, uint64_t *rflags);
 
+/* The checks before executing an SSE/MMX form, in the SDM's priority
+ * order: #UD (CR0.EM=1; CR4.OSFXSR=0 when an XMM register is involved),
+ * #NM (CR0.TS=1), #MF (an MMX register is involved and an x87 exception is
+ * pending). MOVNTI has none of these. CPUID-based #UD (SSE/SSE2 absent),
+ * LOCK (#UD) and alignment (#GP(0) for SSE_F_ALIGN16) are the core's.
+ * LDMXCSR/STMXCSR follow the XMM rule (#UD on EM or !OSFXSR, #NM on TS);
+ * LDMXCSR then #GP(0) via sse_ldmxcsr(). Returns 0 or a vector. */
+#define FPU_EXC_NM 7
+int sse_check(const struct sse_form *f, uint64_t cr0, uint64_t cr4,
+	      const struct fxsave_area *fx);
+
 /* MASKMOVDQU xmm1, xmm2 / MASKMOVQ mm1, mm2: store the bytes of xmm1 whose
  * mask byte in xmm2 has bit 7 set to DS:[rDI] + i (implicit operand,
  * address size from the instruction, segment overridable, no alignment
@@ -347,6 +358,7 @@ struct x87_form {
 	uint8_t fcmov_cc;  /* FCMOVcc: X87_CC_* (possibly | X87_CC_NOT) */
 	uint8_t mem_size;  /* memory operand bytes (0 = none; the env/save
 	                      ops depend on operand size: x87_env_size()) */
+	uint16_t fop;      /* the 11-bit FOP: (opcode & 7) << 8 | ModRM */
 };
 #define X87_CC_B   0   /* CF=1 */
 #define X87_CC_E   1   /* ZF=1 */
@@ -363,6 +375,14 @@ struct x87_form {
  * waiting forms FSTSW/FSTCW/FCLEX/FINIT/FSAVE/FSTENV are two instructions
  * (FWAIT + FN*), as Zydis and hardware see them. */
 int x87_decode(const ZydisDecodedInstruction *insn, struct x87_form *out);
+
+/* The checks before an x87 instruction: #NM if CR0.EM or CR0.TS (FWAIT:
+ * only if CR0.TS and CR0.MP), then #MF if an unmasked exception is pending
+ * and the instruction is a waiting one (all but the FN* forms). FXSAVE/
+ * FXRSTOR: #NM if CR0.TS or CR0.EM, #GP(0) if the address is not 16-byte
+ * aligned; they never raise #MF. Returns 0 or a vector. */
+int x87_check(const struct x87_form *f, uint64_t cr0,
+	      const struct fxsave_area *fx);
 
 /* FCMOVcc condition from RFLAGS: pass the result in x87_io.rflags. */
 bool x87_fcmov_cond(uint8_t cc, uint64_t rflags);

@@ -424,6 +424,7 @@ int x87_decode(const ZydisDecodedInstruction *insn, struct x87_form *out)
 	unsigned row = insn->opcode - 0xD8;
 	unsigned mod = insn->raw.modrm.mod, reg = insn->raw.modrm.reg;
 	unsigned rm = insn->raw.modrm.rm;
+	out->fop = (uint16_t)(row << 8 | mod << 6 | reg << 3 | rm);
 	if (mod != 3) {
 		static const uint8_t sizes[8][8] = {
 			{ 4, 4, 4, 4, 4, 4, 4, 4 }, { 4, 0, 4, 4, 0, 2, 0, 2 },
@@ -491,4 +492,35 @@ bool x87_fcmov_cond(uint8_t cc, uint64_t rflags)
 	default: r = rflags & RFLAGS_PF; break;
 	}
 	return (cc & X87_CC_NOT) ? !r : r;
+}
+
+int x87_check(const struct x87_form *f, uint64_t cr0,
+	      const struct fxsave_area *fx)
+{
+	if (f->op == X87_FWAIT) {
+		if ((cr0 & (CR0_TS | CR0_MP)) == (CR0_TS | CR0_MP))
+			return FPU_EXC_NM;
+	} else if (cr0 & (CR0_EM | CR0_TS)) {
+		return FPU_EXC_NM;
+	}
+	if (!x87_op_info((enum x87_op)f->op)->no_wait)
+		return x87_check_pending(fx);
+	return 0;
+}
+
+int sse_check(const struct sse_form *f, uint64_t cr0, uint64_t cr4,
+	      const struct fxsave_area *fx)
+{
+	if (f->op == SSE_MOVNTI)
+		return 0;
+	bool xmm = f->dst_loc == SSE_LOC_XMM || f->src_loc == SSE_LOC_XMM;
+	if (cr0 & CR0_EM)
+		return FPU_EXC_UD;
+	if (xmm && !(cr4 & CR4_OSFXSR))
+		return FPU_EXC_UD;
+	if (cr0 & CR0_TS)
+		return FPU_EXC_NM;
+	if ((f->flags & SSE_F_MMX) && (fx->fsw & FSW_ES))
+		return FPU_EXC_MF;
+	return 0;
 }
