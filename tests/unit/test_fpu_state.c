@@ -544,3 +544,73 @@ Test(fpu_state, availability_checks)
 	cr_assert_eq(x.mem_size, 8);
 	cr_assert_eq(x.fop, 0x506);
 }
+
+Test(fpu_state, maskmovdqu_vs_host)
+{
+	for (unsigned n = 0; n < 500; n++) {
+		union xmm data, mask;
+		for (unsigned i = 0; i < 16; i++) {
+			data.b[i] = (uint8_t)rnd();
+			mask.b[i] = (uint8_t)rnd();
+		}
+		uint8_t host[16], mine[16];
+		memset(host, 0x5A, 16);
+		memset(mine, 0x5A, 16);
+		__asm__ volatile("movdqu %[d], %%xmm0\n\tmovdqu %[m], %%xmm1\n\t"
+				 "maskmovdqu %%xmm1, %%xmm0\n\tsfence"
+				 :
+				 : [d] "m"(data), [m] "m"(mask), "D"(host)
+				 : "xmm0", "xmm1", "memory");
+		uint16_t bm = sse_maskmov_mask(&mask);
+		for (unsigned i = 0; i < 16; i++)
+			if (bm & (1u << i))
+				mine[i] = data.b[i];
+		cr_assert(memcmp(host, mine, 16) == 0);
+	}
+}
+
+/* The host's own MXCSR and FCW survive any guest setting. */
+Test(fpu_state, host_control_words_preserved)
+{
+	uint32_t csr = 0x1F80 | 0x4000 | 0x20, after;
+	uint16_t cw = 0x027F, cw_after;
+	__asm__ volatile("ldmxcsr %0\n\tfldcw %1" : : "m"(csr), "m"(cw));
+	struct fxsave_area fx;
+	fpu_reset(&fx);
+	fx.mxcsr = 0x7FC0; /* toward zero, DAZ */
+	union xmm d = { .f = { 1, 2, 3, 4 } }, s = { .f = { 3, 3, 3, 3 } };
+	cr_assert_eq(sse_exec(SSE_DIVPS, &fx, &d, &s, 0, CR4_OSXMMEXCPT, NULL), 0);
+	struct x87_io io;
+	memset(&io, 0, sizeof(io));
+	uint16_t gcw = 0x0C7F;
+	memcpy(io.mem, &gcw, 2);
+	cr_assert_eq(x87_exec(X87_FLDCW, &fx, 0, &io), 0);
+	cr_assert_eq(x87_exec(X87_FLDPI, &fx, 0, &io), 0);
+	cr_assert_eq(x87_exec(X87_FSQRT, &fx, 0, &io), 0);
+	__asm__ volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(after), "=m"(cw_after));
+	uint32_t def = 0x1F80;
+	uint16_t dcw = 0x037F;
+	__asm__ volatile("ldmxcsr %0\n\tfldcw %1" : : "m"(def), "m"(dcw));
+	cr_assert_eq(after, csr);
+	cr_assert_eq(cw_after, cw);
+	cr_assert_eq(fx.fcw, 0x0C7F);
+	cr_assert_eq(fx.mxcsr, 0x7FC0 | MXCSR_PE);
+}
+
+Test(fpu_state, sse_decode_32bit_mode)
+{
+	ZydisDecoder dec;
+	ZydisDecodedInstruction zi;
+	ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+	ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LEGACY_32, ZYDIS_STACK_WIDTH_32);
+	const uint8_t cvt[] = { 0xF2, 0x0F, 0x2D, 0xC1 }; /* cvtsd2si eax, xmm1 */
+	cr_assert(ZYAN_SUCCESS(ZydisDecoderDecodeFull(&dec, cvt, sizeof(cvt), &zi, ops)));
+	struct sse_form f;
+	cr_assert_eq(sse_decode(&zi, ops, &f), 0);
+	cr_assert_eq(f.op, SSE_CVTSD2SI_32);
+	cr_assert_eq(f.gpr_size, 4);
+	const uint8_t mv[] = { 0x66, 0x0F, 0x6F, 0x00 }; /* movdqa xmm0, [eax] */
+	cr_assert(ZYAN_SUCCESS(ZydisDecoderDecodeFull(&dec, mv, sizeof(mv), &zi, ops)));
+	cr_assert_eq(sse_decode(&zi, ops, &f), 0);
+	cr_assert(f.flags & SSE_F_ALIGN16);
+}
