@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <ucontext.h>
 
@@ -180,6 +181,22 @@ static int guest_exec(const struct sse_form *f, struct gstate *g)
 
 static uint64_t rng_state;
 
+/* KITE_FPU_TEST_SCALE=N multiplies the case counts (a longer fuzz pass);
+ * the default keeps the suite quick. A fresh seed: KITE_FPU_TEST_SEED. */
+static unsigned scale(void)
+{
+	const char *s = getenv("KITE_FPU_TEST_SCALE");
+	long v = s ? strtol(s, NULL, 10) : 1;
+	return v < 1 ? 1 : v > 10000 ? 10000 : (unsigned)v;
+}
+
+static uint64_t seed_mix(uint64_t seed)
+{
+	const char *s = getenv("KITE_FPU_TEST_SEED");
+	uint64_t v = s ? strtoull(s, NULL, 0) : 0;
+	return (seed ^ (v * 0x9E3779B97F4A7C15ull)) | 1;
+}
+
 static uint64_t rnd(void)
 {
 	uint64_t x = rng_state;
@@ -292,7 +309,8 @@ static unsigned long cases_run, faults_seen;
 static void run_table(const struct enc *t, size_t n, unsigned per, uint64_t seed)
 {
 	setup_host();
-	rng_state = seed;
+	rng_state = seed_mix(seed);
+	per *= scale();
 	for (size_t e = 0; e < n; e++) {
 		struct sse_form f;
 		int dr = decode(t[e].b, t[e].len, &f);

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 
 #include "engine/soft/fpu/fpu.h"
@@ -88,6 +89,22 @@ static int host_run(const uint8_t *insn, size_t n, struct xstate *h)
 }
 
 static uint64_t rng_state;
+
+/* KITE_FPU_TEST_SCALE=N multiplies the case counts (a longer fuzz pass);
+ * the default keeps the suite quick. A fresh seed: KITE_FPU_TEST_SEED. */
+static unsigned scale(void)
+{
+	const char *s = getenv("KITE_FPU_TEST_SCALE");
+	long v = s ? strtol(s, NULL, 10) : 1;
+	return v < 1 ? 1 : v > 10000 ? 10000 : (unsigned)v;
+}
+
+static uint64_t seed_mix(uint64_t seed)
+{
+	const char *s = getenv("KITE_FPU_TEST_SEED");
+	uint64_t v = s ? strtoull(s, NULL, 0) : 0;
+	return (seed ^ (v * 0x9E3779B97F4A7C15ull)) | 1;
+}
 
 static uint64_t rnd(void)
 {
@@ -253,7 +270,8 @@ static unsigned long cases, traps;
 static void run_cases(unsigned per, uint64_t seed, bool transcendental)
 {
 	setup_host();
-	rng_state = seed;
+	rng_state = seed_mix(seed);
+	per *= scale();
 	struct enc encs[8 * 72 + 1];
 	size_t ne = all_encodings(encs, N(encs));
 	size_t used = 0;
