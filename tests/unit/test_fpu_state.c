@@ -510,7 +510,10 @@ Test(fpu_state, availability_checks)
 	cr_assert_eq(sse_check(&f, CR0_EM, CR4_OSFXSR, &fx), FPU_EXC_UD);
 	cr_assert_eq(sse_check(&f, 0, 0, &fx), FPU_EXC_UD);
 	cr_assert_eq(sse_check(&f, CR0_TS, CR4_OSFXSR, &fx), FPU_EXC_NM);
-	fx.fsw |= FSW_ES;
+	fx.fsw |= FSW_ES; /* stale: no unmasked flag, nothing pending */
+	cr_assert_eq(x87_check_pending(&fx), 0);
+	fx.fcw = 0x037B;
+	fx.fsw |= FSW_ZE | FSW_B;
 	cr_assert_eq(sse_check(&f, 0, CR4_OSFXSR, &fx), 0);
 	cr_assert_eq(DEC(&f, 0x0F, 0xFC, 0xC1), 0); /* paddb mm */
 	cr_assert_eq(sse_check(&f, 0, 0, &fx), FPU_EXC_MF);

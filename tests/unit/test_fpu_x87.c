@@ -232,6 +232,8 @@ static void rnd_state(struct fxsave_area *fx, uint16_t fcw)
 	uint16_t fsw = (uint16_t)(flags | (top << 11) | (rnd() & 0x4700));
 	if (flags & ~fcw & 0x3F)
 		fsw |= FSW_ES | FSW_B;
+	if (rnd() % 16 == 0) /* a stale ES/B from elsewhere: the host recomputes */
+		fsw ^= (uint16_t)(rnd() & (FSW_ES | FSW_B));
 	fx->fsw = fsw;
 }
 

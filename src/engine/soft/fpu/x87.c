@@ -196,9 +196,20 @@ const struct x87_info *x87_op_info(enum x87_op op)
 	return &info_table[op];
 }
 
+/* Hardware derives ES (and B) from the flags and masks whenever it loads
+ * a state (FRSTOR, FLDENV, FXRSTOR): do the same rather than trust a
+ * stored ES bit from elsewhere (a snapshot, the other engine), which would
+ * otherwise let the host trap inside x87_exec. */
+static uint16_t effective_fsw(const struct fxsave_area *fx)
+{
+	bool pending = fx->fsw & ~fx->fcw & 0x3F;
+	return (uint16_t)((fx->fsw & ~(FSW_ES | FSW_B)) |
+			  (pending ? FSW_ES | FSW_B : 0));
+}
+
 int x87_check_pending(const struct fxsave_area *fx)
 {
-	return (fx->fsw & FSW_ES) ? FPU_EXC_MF : 0;
+	return (effective_fsw(fx) & FSW_ES) ? FPU_EXC_MF : 0;
 }
 
 int x87_exec(enum x87_op op, struct fxsave_area *fx, uint8_t sti,
@@ -209,6 +220,7 @@ int x87_exec(enum x87_op op, struct fxsave_area *fx, uint8_t sti,
 	const struct x87_info *inf = &info_table[op];
 	if (!inf->no_wait && x87_check_pending(fx))
 		return FPU_EXC_MF;
+	fx->fsw = effective_fsw(fx);
 	io->store = false;
 
 	/* Control ops that need no arithmetic. */
@@ -220,12 +232,14 @@ int x87_exec(enum x87_op op, struct fxsave_area *fx, uint8_t sti,
 		memcpy(io->mem, &fx->fcw, 2);
 		io->store = true;
 		return 0;
-	case X87_FNSTSW:
-		memcpy(io->mem, &fx->fsw, 2);
+	case X87_FNSTSW: {
+		uint16_t sw = effective_fsw(fx);
+		memcpy(io->mem, &sw, 2);
 		io->store = true;
 		return 0;
+	}
 	case X87_FNSTSW_AX:
-		io->ax = fx->fsw;
+		io->ax = effective_fsw(fx);
 		return 0;
 	case X87_FWAIT:
 		return 0;

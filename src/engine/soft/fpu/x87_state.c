@@ -520,7 +520,7 @@ int sse_check(const struct sse_form *f, uint64_t cr0, uint64_t cr4,
 		return FPU_EXC_UD;
 	if (cr0 & CR0_TS)
 		return FPU_EXC_NM;
-	if ((f->flags & SSE_F_MMX) && (fx->fsw & FSW_ES))
-		return FPU_EXC_MF;
+	if (f->flags & SSE_F_MMX)
+		return x87_check_pending(fx);
 	return 0;
 }
