@@ -409,6 +409,9 @@ struct x87_form {
  * waiting forms FSTSW/FSTCW/FCLEX/FINIT/FSAVE/FSTENV are two instructions
  * (FWAIT + FN*), as Zydis and hardware see them. */
 int x87_decode(const ZydisDecodedInstruction *insn, struct x87_form *out);
+/* The same from the opcode byte (D8-DF, 9B) and the ModRM byte (only mod==3
+ * vs memory matters for the memory forms). */
+int x87_decode_raw(uint8_t opcode, uint8_t modrm, struct x87_form *out);
 
 /* The checks before an x87 instruction: #NM if CR0.EM or CR0.TS (FWAIT:
  * only if CR0.TS and CR0.MP), then #MF if an unmasked exception is pending

@@ -415,15 +415,23 @@ int x87_decode(const ZydisDecodedInstruction *insn, struct x87_form *out)
 	if (insn->encoding != ZYDIS_INSTRUCTION_ENCODING_LEGACY ||
 	    insn->opcode_map != ZYDIS_OPCODE_MAP_DEFAULT)
 		return -ENOENT;
-	if (insn->opcode == 0x9B) {
+	return x87_decode_raw(insn->opcode,
+			      (uint8_t)(insn->raw.modrm.mod << 6 | insn->raw.modrm.reg << 3 |
+					insn->raw.modrm.rm),
+			      out);
+}
+
+int x87_decode_raw(uint8_t opcode, uint8_t modrm, struct x87_form *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (opcode == 0x9B) {
 		out->op = X87_FWAIT;
 		return 0;
 	}
-	if (insn->opcode < 0xD8 || insn->opcode > 0xDF)
+	if (opcode < 0xD8 || opcode > 0xDF)
 		return -ENOENT;
-	unsigned row = insn->opcode - 0xD8;
-	unsigned mod = insn->raw.modrm.mod, reg = insn->raw.modrm.reg;
-	unsigned rm = insn->raw.modrm.rm;
+	unsigned row = opcode - 0xD8u;
+	unsigned mod = modrm >> 6, reg = (modrm >> 3) & 7, rm = modrm & 7;
 	out->fop = (uint16_t)(row << 8 | mod << 6 | reg << 3 | rm);
 	if (mod != 3) {
 		static const uint8_t sizes[8][8] = {
