@@ -1,0 +1,393 @@
+/* The fpu library wired into the soft core (fpu/soft_glue.c): short code
+ * sequences of SSE/SSE2, MMX and x87 instructions, the way glibc's string
+ * and math code uses them, run on soft_run_standalone and natively on the
+ * host from the same state; xmm0-7, rax-rdx, RFLAGS, MXCSR, the x87 state
+ * and the data they write must match. Each test registers the glue handlers
+ * in its own process (Criterion forks per test), so the core's other tests
+ * are unaffected. */
+#include <criterion/criterion.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "engine/soft/fpu/fpu.h"
+#include "engine/soft/fpu/soft_glue.h"
+#include "engine/soft/fpu/x87_img.h"
+#include "engine/soft/soft.h"
+#include "vmm/memory.h"
+
+struct hst {
+	uint8_t xmm[8][16];  /* 0 */
+	uint64_t gpr[4];     /* 128: rax rbx rcx rdx */
+	uint64_t rsi;        /* 160 */
+	uint64_t rflags;     /* 168 */
+	uint32_t mxcsr;      /* 176 */
+	uint32_t host_csr;   /* 180 */
+	uint16_t host_cw;    /* 184 */
+	uint8_t pad[6];
+	struct fsave32 img;  /* 192 */
+} __attribute__((aligned(16)));
+_Static_assert(offsetof(struct hst, img) == 192, "stub layout");
+
+__asm__(".text\n"
+	".globl fpu_glue_stub, fpu_glue_stub_slot, fpu_glue_stub_end\n"
+	"fpu_glue_stub:\n"
+	"pushq %rbx\n"
+	"pushq %rdi\n"
+	"stmxcsr 180(%rdi)\n"
+	"fnstcw 184(%rdi)\n"
+	"ldmxcsr 176(%rdi)\n"
+	"frstor 192(%rdi)\n"
+	"movdqu 0(%rdi), %xmm0\n" "movdqu 16(%rdi), %xmm1\n"
+	"movdqu 32(%rdi), %xmm2\n" "movdqu 48(%rdi), %xmm3\n"
+	"movdqu 64(%rdi), %xmm4\n" "movdqu 80(%rdi), %xmm5\n"
+	"movdqu 96(%rdi), %xmm6\n" "movdqu 112(%rdi), %xmm7\n"
+	"movq 128(%rdi), %rax\n" "movq 136(%rdi), %rbx\n"
+	"movq 144(%rdi), %rcx\n" "movq 152(%rdi), %rdx\n"
+	"movq 160(%rdi), %rsi\n"
+	"pushq 168(%rdi)\n"
+	"popfq\n"
+	"fpu_glue_stub_slot:\n"
+	".fill 512, 1, 0x90\n"
+	"pushfq\n"
+	"movq 8(%rsp), %rdi\n"
+	"popq 168(%rdi)\n"
+	"fnsave 192(%rdi)\n"
+	"stmxcsr 176(%rdi)\n"
+	"movdqu %xmm0, 0(%rdi)\n" "movdqu %xmm1, 16(%rdi)\n"
+	"movdqu %xmm2, 32(%rdi)\n" "movdqu %xmm3, 48(%rdi)\n"
+	"movdqu %xmm4, 64(%rdi)\n" "movdqu %xmm5, 80(%rdi)\n"
+	"movdqu %xmm6, 96(%rdi)\n" "movdqu %xmm7, 112(%rdi)\n"
+	"movq %rax, 128(%rdi)\n" "movq %rbx, 136(%rdi)\n"
+	"movq %rcx, 144(%rdi)\n" "movq %rdx, 152(%rdi)\n"
+	"ldmxcsr 180(%rdi)\n"
+	"fldcw 184(%rdi)\n"
+	"popq %rdi\n"
+	"popq %rbx\n"
+	"ret\n"
+	"fpu_glue_stub_end:\n");
+
+extern const uint8_t fpu_glue_stub[], fpu_glue_stub_slot[], fpu_glue_stub_end[];
+
+/* The sequences. [rsi] is a 64-byte, 16-aligned data area. */
+#define SNIP(name, body)                                        \
+	__asm__(".pushsection .rodata\n"                        \
+		".globl " #name ", " #name "_end\n" #name ":\n" body \
+		"\n" #name "_end:\n.popsection\n");             \
+	extern const uint8_t name[], name##_end[];
+
+SNIP(snip_string,
+     "pxor %xmm1, %xmm1\n"
+     "movdqu (%rsi), %xmm0\n"
+     "pcmpeqb %xmm1, %xmm0\n"
+     "pmovmskb %xmm0, %eax\n"
+     "movdqa 16(%rsi), %xmm2\n"
+     "movdqa %xmm2, %xmm3\n"
+     "pminub %xmm3, %xmm2\n"
+     "por %xmm2, %xmm0\n"
+     "pand %xmm3, %xmm1\n"
+     "psubb %xmm2, %xmm3\n"
+     "pcmpeqd %xmm3, %xmm4\n"
+     "pmovmskb %xmm4, %ecx\n"
+     "movdqu %xmm0, 32(%rsi)\n"
+     "pshufd $0x1b, %xmm3, %xmm5\n"
+     "punpcklbw %xmm5, %xmm5\n"
+     "punpcklwd %xmm5, %xmm5\n"
+     "psrldq $3, %xmm5\n"
+     "pslldq $5, %xmm6\n"
+     "movq %xmm5, %rbx\n"
+     "movd %xmm6, %edx\n"
+     "movq 8(%rsi), %xmm7\n"
+     "movhps 24(%rsi), %xmm7\n"
+     "movlps %xmm7, 48(%rsi)\n")
+
+SNIP(snip_double,
+     "cvtsi2sd %rax, %xmm0\n"
+     "mulsd %xmm1, %xmm0\n"
+     "addsd 8(%rsi), %xmm0\n"
+     "sqrtsd %xmm0, %xmm2\n"
+     "divsd %xmm3, %xmm2\n"
+     "comisd %xmm1, %xmm2\n"
+     "seta %cl\n"
+     "ucomisd %xmm0, %xmm3\n"
+     "setp %ch\n"
+     "cvttsd2si %xmm2, %rdx\n"
+     "cvtsd2si %xmm0, %ebx\n"
+     "unpcklpd %xmm2, %xmm0\n"
+     "shufpd $1, %xmm0, %xmm4\n"
+     "movsd %xmm4, 16(%rsi)\n"
+     "cvtsd2ss %xmm4, %xmm5\n"
+     "cvtss2sd %xmm5, %xmm6\n"
+     "maxsd %xmm6, %xmm7\n"
+     "minpd %xmm0, %xmm7\n"
+     "andpd %xmm2, %xmm1\n"
+     "xorpd %xmm3, %xmm1\n"
+     "movsd 24(%rsi), %xmm3\n"
+     "cmpsd $1, %xmm1, %xmm3\n"
+     "cvtpd2ps %xmm7, %xmm4\n"
+     "cvtdq2pd %xmm4, %xmm5\n"
+     "movmskpd %xmm5, %eax\n")
+
+SNIP(snip_float,
+     "movaps (%rsi), %xmm0\n"
+     "mulps %xmm1, %xmm0\n"
+     "addps 16(%rsi), %xmm0\n"
+     "rcpps %xmm0, %xmm2\n"
+     "rsqrtss %xmm1, %xmm3\n"
+     "cmpltps %xmm2, %xmm3\n"
+     "movmskps %xmm3, %eax\n"
+     "shufps $0x1b, %xmm0, %xmm4\n"
+     "unpckhps %xmm4, %xmm5\n"
+     "cvtps2dq %xmm5, %xmm6\n"
+     "cvtdq2ps %xmm6, %xmm7\n"
+     "cvttps2dq %xmm0, %xmm1\n"
+     "packssdw %xmm1, %xmm6\n"
+     "packuswb %xmm6, %xmm2\n"
+     "pmaddwd %xmm2, %xmm3\n"
+     "psadbw %xmm3, %xmm4\n"
+     "pshufhw $0x4e, %xmm4, %xmm5\n"
+     "pshuflw $0xb1, %xmm5, %xmm5\n"
+     "psraw $2, %xmm5\n"
+     "psrlq %xmm1, %xmm6\n"
+     "pinsrw $5, %eax, %xmm6\n"
+     "pextrw $3, %xmm0, %ebx\n"
+     "pmulhuw %xmm6, %xmm7\n"
+     "pmuludq %xmm7, %xmm1\n"
+     "pavgb %xmm1, %xmm2\n"
+     "paddsw %xmm2, %xmm3\n"
+     "psubusb %xmm3, %xmm4\n"
+     "pcmpgtd %xmm4, %xmm5\n"
+     "cvtss2si %xmm0, %ecx\n"
+     "cvtsi2ss %edx, %xmm7\n"
+     "ucomiss %xmm7, %xmm0\n"
+     "movss %xmm7, 32(%rsi)\n"
+     "movups %xmm5, 40(%rsi)\n")
+
+SNIP(snip_x87,
+     "fninit\n"
+     "fldpi\n"
+     "fld1\n"
+     "fadd %st(1), %st\n"
+     "fmull (%rsi)\n"
+     "fstpt 16(%rsi)\n"
+     "fildl 8(%rsi)\n"
+     "fsqrt\n"
+     "fld %st(0)\n"
+     "fsin\n"
+     "fxch %st(1)\n"
+     "fcos\n"
+     "fcomi %st(1), %st\n"
+     "setb %al\n"
+     "fistpl 32(%rsi)\n"
+     "fnstsw %ax\n"
+     "fldl2e\n"
+     "f2xm1\n"
+     "fld1\n"
+     "fyl2x\n"
+     "fld1\n"
+     "fpatan\n"
+     "fptan\n"
+     "fprem\n"
+     "fscale\n"
+     "fxtract\n"
+     "frndint\n"
+     "fucomip %st(1), %st\n"
+     "setp %bl\n"
+     "fstps 36(%rsi)\n"
+     "fnstcw 40(%rsi)\n"
+     "fldz\n"
+     "fchs\n"
+     "ftst\n"
+     "fxam\n"
+     "fnstsw %ax\n"
+     "fldl 24(%rsi)\n"
+     "fdivr %st(2), %st\n"
+     "fsubrp %st, %st(1)\n"
+     "fisttpll 48(%rsi)\n"
+     "fcmovb %st(1), %st\n"
+     "fstl 56(%rsi)\n")
+
+SNIP(snip_mmx,
+     "movq (%rsi), %mm0\n"
+     "movq 8(%rsi), %mm1\n"
+     "paddw %mm1, %mm0\n"
+     "pmullw %mm0, %mm1\n"
+     "packsswb %mm1, %mm0\n"
+     "punpckhbw %mm0, %mm1\n"
+     "psllq $3, %mm1\n"
+     "pshufw $0x1b, %mm1, %mm2\n"
+     "pmovmskb %mm2, %eax\n"
+     "movq %mm2, 16(%rsi)\n"
+     "movd %mm1, %ecx\n"
+     "movq2dq %mm0, %xmm0\n"
+     "pextrw $2, %mm2, %edx\n"
+     "emms\n"
+     "fld1\n"
+     "fstpl 24(%rsi)\n")
+
+#define MEM_SIZE (4u << 20)
+#define CODE 0x10000
+#define DATA 0x20000
+
+static void w64(struct guest_memory *m, uint64_t gpa, uint64_t v)
+{
+	cr_assert_eq(gm_write(m, gpa, &v, 8), 0);
+}
+
+static uint64_t rng = 0x243F6A8885A308D3ull;
+
+static uint64_t rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng;
+}
+
+static const uint64_t vals[] = {
+	0, 0x3FF0000000000000ull, 0xC000000000000000ull, 0x400921FB54442D18ull,
+	0x7FF0000000000000ull, 0x7FF8000000000000ull, 0x0000000000000001ull,
+	0x3F8000003F800000ull, 0x40490FDBBF800000ull, 0x7F80000000000001ull,
+	0x0000001700000005ull, 0xFFFFFFFFFFFFFFFFull, 0x4120000041A00000ull,
+};
+
+static uint64_t rnd_val(void)
+{
+	return (rnd() & 1) ? vals[rnd() % (sizeof(vals) / sizeof(vals[0]))] : rnd();
+}
+
+static void run_snippet(const char *name, const uint8_t *b, const uint8_t *e, unsigned runs)
+{
+	fpu_soft_register();
+	size_t len = (size_t)(e - b);
+	cr_assert(len <= 512, "%s too long", name);
+	uint8_t *code = mmap(NULL, 8192, PROT_READ | PROT_WRITE | PROT_EXEC,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert(code != MAP_FAILED);
+	memcpy(code, fpu_glue_stub, (size_t)(fpu_glue_stub_end - fpu_glue_stub));
+	memcpy(code + (fpu_glue_stub_slot - fpu_glue_stub), b, len);
+	void (*fn)(struct hst *) = (void (*)(struct hst *))(void *)code;
+	static const uint32_t csrs[] = { 0x1F80, 0x3F80, 0x5F80, 0x7F80, 0x9FC0 };
+
+	for (unsigned r = 0; r < runs; r++) {
+		struct hst h;
+		memset(&h, 0, sizeof(h));
+		for (unsigned i = 0; i < 8; i++) {
+			uint64_t a = rnd_val(), c = rnd_val();
+			memcpy(h.xmm[i], &a, 8);
+			memcpy(h.xmm[i] + 8, &c, 8);
+		}
+		for (unsigned i = 0; i < 4; i++)
+			h.gpr[i] = (rnd() & 1) ? rnd_val() : rnd() % 1000;
+		h.rflags = 0x202;
+		h.mxcsr = csrs[r % 5];
+		uint8_t data[64] __attribute__((aligned(16)));
+		for (unsigned i = 0; i < 64; i += 8) {
+			uint64_t v = rnd_val();
+			memcpy(data + i, &v, 8);
+		}
+		struct fxsave_area fx0;
+		fpu_reset(&fx0);
+		fx0.mxcsr = h.mxcsr;
+		fx0.fcw = (r & 2) ? 0x027F : 0x037F;
+		x87_img_from_fx(&fx0, &h.img);
+
+		/* guest */
+		struct guest_memory mem;
+		cr_assert_eq(guest_memory_init(&mem, MEM_SIZE), 0);
+		w64(&mem, 0x1000, 0x2000 | 7);
+		w64(&mem, 0x2000, 0x3000 | 7);
+		w64(&mem, 0x3000, 0x83); /* 2 MiB identity page */
+		w64(&mem, 0x6008, 0x00af9a000000ffffULL);
+		w64(&mem, 0x6010, 0x00cf92000000ffffULL);
+		cr_assert_eq(gm_write(&mem, CODE, b, len), 0);
+		uint8_t hlt = 0xF4;
+		cr_assert_eq(gm_write(&mem, CODE + len, &hlt, 1), 0);
+		cr_assert_eq(gm_write(&mem, DATA, data, 64), 0);
+		struct cpu_state st;
+		memset(&st, 0, sizeof(st));
+		st.cr0 = CR0_PE | CR0_ET | CR0_PG | CR0_WP | CR0_NE | CR0_MP;
+		st.cr3 = 0x1000;
+		st.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
+		st.efer = EFER_LME | EFER_LMA | EFER_NXE;
+		struct segment cs = { .limit = 0xffffffff, .selector = 8, .type = 0xb, .s = 1,
+				      .present = 1, .l = 1, .g = 1 };
+		struct segment ds = { .limit = 0xffffffff, .selector = 0x10, .type = 0x3, .s = 1,
+				      .present = 1, .db = 1, .g = 1 };
+		st.seg[SEG_CS] = cs;
+		st.seg[SEG_SS] = st.seg[SEG_DS] = st.seg[SEG_ES] = st.seg[SEG_FS] = st.seg[SEG_GS] = ds;
+		st.seg[SEG_TR] = (struct segment){ .limit = 0x67, .selector = 0x28, .type = 0xb, .present = 1 };
+		st.seg[SEG_LDTR] = (struct segment){ .unusable = 1 };
+		st.gdt = (struct dtable){ 0x6000, 0x2f };
+		st.rflags = h.rflags;
+		st.gpr[RSP] = 0x80000;
+		st.rip = CODE;
+		st.gpr[RAX] = h.gpr[0];
+		st.gpr[RBX] = h.gpr[1];
+		st.gpr[RCX] = h.gpr[2];
+		st.gpr[RDX] = h.gpr[3];
+		st.gpr[RSI] = DATA;
+		st.fx = fx0;
+		memcpy(st.fx.xmm, h.xmm, sizeof(h.xmm));
+
+		/* host */
+		h.rsi = (uint64_t)(uintptr_t)data;
+		struct hst h0 = h;
+		fn(&h);
+
+		struct soft_run_result res;
+		cr_assert_eq(soft_run_standalone(&mem, &st, 10000, &res), 0);
+		cr_assert_eq(res.stop, SOFT_STOP_HLT, "%s run %u: stop %d vector %u at rip %llx",
+			     name, r, res.stop, res.vector, (unsigned long long)st.rip);
+		uint8_t gdata[64];
+		cr_assert_eq(gm_read(&mem, DATA, gdata, 64), 0);
+		for (unsigned i = 0; i < 8; i++)
+			cr_assert(memcmp(st.fx.xmm[i], h.xmm[i], 16) == 0,
+				  "%s run %u: xmm%u differs", name, r, i);
+		cr_assert_eq(st.gpr[RAX], h.gpr[0], "%s run %u: rax %llx host %llx", name, r,
+			     (unsigned long long)st.gpr[RAX], (unsigned long long)h.gpr[0]);
+		cr_assert_eq(st.gpr[RBX], h.gpr[1], "%s run %u: rbx", name, r);
+		cr_assert_eq(st.gpr[RCX], h.gpr[2], "%s run %u: rcx", name, r);
+		cr_assert_eq(st.gpr[RDX], h.gpr[3], "%s run %u: rdx", name, r);
+		cr_assert_eq(st.rflags & 0x8D5, h.rflags & 0x8D5, "%s run %u: rflags", name, r);
+		cr_assert_eq(st.fx.mxcsr, h.mxcsr, "%s run %u: mxcsr %x host %x", name, r,
+			     st.fx.mxcsr, h.mxcsr);
+		for (unsigned i = 0; i < 64; i++)
+			cr_assert_eq(gdata[i], data[i], "%s run %u: data byte %u", name, r, i);
+		struct fsave32 mine;
+		x87_img_from_fx(&st.fx, &mine);
+		cr_assert_eq(mine.fcw, h.img.fcw, "%s run %u: fcw", name, r);
+		cr_assert_eq(mine.fsw, h.img.fsw, "%s run %u: fsw %04x host %04x", name, r,
+			     mine.fsw, h.img.fsw);
+		cr_assert_eq(mine.ftw, h.img.ftw, "%s run %u: ftw %04x host %04x", name, r,
+			     mine.ftw, h.img.ftw);
+		cr_assert(memcmp(mine.st, h.img.st, 80) == 0, "%s run %u: x87 registers", name, r);
+		(void)h0;
+		guest_memory_destroy(&mem);
+	}
+	munmap(code, 8192);
+}
+
+Test(fpu_glue, string_sse2)
+{
+	run_snippet("string", snip_string, snip_string_end, 40);
+}
+
+Test(fpu_glue, double_math)
+{
+	run_snippet("double", snip_double, snip_double_end, 40);
+}
+
+Test(fpu_glue, packed_float_and_int)
+{
+	run_snippet("float", snip_float, snip_float_end, 40);
+}
+
+Test(fpu_glue, x87_long_double)
+{
+	run_snippet("x87", snip_x87, snip_x87_end, 40);
+}
+
+Test(fpu_glue, mmx)
+{
+	run_snippet("mmx", snip_mmx, snip_mmx_end, 40);
+}
