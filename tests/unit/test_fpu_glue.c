@@ -391,3 +391,108 @@ Test(fpu_glue, mmx)
 {
 	run_snippet("mmx", snip_mmx, snip_mmx_end, 40);
 }
+
+/* Faults through the glue: vector, RIP at the faulting instruction, and no
+ * state committed by it. */
+SNIP(snip_misaligned, "movaps 1(%rsi), %xmm0\n")
+SNIP(snip_divzero, "divps %xmm1, %xmm0\n")
+SNIP(snip_pending, "fldcw (%rsi)\n" "fld1\n" "fldz\n" ".byte 0xDE, 0xF9\n" "nop\n" "fwait\n")
+SNIP(snip_fstp_pf, "movl $0x400000, %edi\n" "fld1\n" "fstps (%rdi)\n")
+
+struct fault_env {
+	struct guest_memory mem;
+	struct cpu_state st;
+	struct soft_run_result res;
+};
+
+static void fault_setup(struct fault_env *e, const uint8_t *b, const uint8_t *end)
+{
+	fpu_soft_register();
+	size_t len = (size_t)(end - b);
+	cr_assert_eq(guest_memory_init(&e->mem, MEM_SIZE), 0);
+	w64(&e->mem, 0x1000, 0x2000 | 7);
+	w64(&e->mem, 0x2000, 0x3000 | 7);
+	w64(&e->mem, 0x3000, 0x83);
+	cr_assert_eq(gm_write(&e->mem, CODE, b, len), 0);
+	uint8_t hlt = 0xF4;
+	cr_assert_eq(gm_write(&e->mem, CODE + len, &hlt, 1), 0);
+	struct cpu_state *st = &e->st;
+	memset(st, 0, sizeof(*st));
+	st->cr0 = CR0_PE | CR0_ET | CR0_PG | CR0_NE | CR0_MP;
+	st->cr3 = 0x1000;
+	st->cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
+	st->efer = EFER_LME | EFER_LMA;
+	st->seg[SEG_CS] = (struct segment){ .limit = 0xffffffff, .selector = 8, .type = 0xb,
+					    .s = 1, .present = 1, .l = 1, .g = 1 };
+	struct segment ds = { .limit = 0xffffffff, .selector = 0x10, .type = 0x3, .s = 1,
+			      .present = 1, .db = 1, .g = 1 };
+	st->seg[SEG_SS] = st->seg[SEG_DS] = st->seg[SEG_ES] = st->seg[SEG_FS] = st->seg[SEG_GS] = ds;
+	st->seg[SEG_LDTR] = (struct segment){ .unusable = 1 };
+	st->rflags = 2;
+	st->gpr[RSP] = 0x80000;
+	st->gpr[RSI] = DATA;
+	st->rip = CODE;
+	fpu_reset(&st->fx);
+}
+
+static void fault_run(struct fault_env *e, int vector, uint64_t rip)
+{
+	cr_assert_eq(soft_run_standalone(&e->mem, &e->st, 100, &e->res), 0);
+	cr_assert_eq(e->res.stop, SOFT_STOP_EXCEPTION, "expected %d: stop %d rip %llx fcw %04x fsw %04x insns %llu", vector, e->res.stop,
+		     (unsigned long long)e->st.rip, e->st.fx.fcw, e->st.fx.fsw, (unsigned long long)e->res.insns);
+	cr_assert_eq(e->res.vector, vector, "vector %u, expected %d", e->res.vector, vector);
+	cr_assert_eq(e->st.rip, rip, "rip %llx", (unsigned long long)e->st.rip);
+	guest_memory_destroy(&e->mem);
+}
+
+Test(fpu_glue, faults)
+{
+	struct fault_env e;
+
+	fault_setup(&e, snip_misaligned, snip_misaligned_end);
+	fault_run(&e, 13, CODE);
+
+	fault_setup(&e, snip_misaligned, snip_misaligned_end);
+	e.st.cr0 |= CR0_TS;
+	fault_run(&e, 7, CODE);
+
+	fault_setup(&e, snip_misaligned, snip_misaligned_end);
+	e.st.cr4 &= ~CR4_OSFXSR;
+	fault_run(&e, 6, CODE);
+
+	/* unmasked divide-by-zero: #XM, xmm0 untouched, ZE set */
+	fault_setup(&e, snip_divzero, snip_divzero_end);
+	e.st.fx.mxcsr = 0x1F80 & ~0x0200;
+	float one = 1.0f;
+	memcpy(e.st.fx.xmm[0], &one, 4);
+	fault_run(&e, 19, CODE);
+	/* lanes 1-3 are 0/0: IE too (both pre-computation) */
+	cr_assert_eq(e.st.fx.mxcsr, (0x1F80u & ~0x0200u) | MXCSR_ZE | MXCSR_IE);
+	float x0;
+	memcpy(&x0, e.st.fx.xmm[0], 4);
+	cr_assert(x0 == 1.0f);
+	/* the same without CR4.OSXMMEXCPT: #UD */
+	fault_setup(&e, snip_divzero, snip_divzero_end);
+	e.st.fx.mxcsr = 0x1F80 & ~0x0200;
+	memcpy(e.st.fx.xmm[0], &one, 4); /* 1/0 (0/0 would be a masked #I) */
+	e.st.cr4 &= ~CR4_OSXMMEXCPT;
+	fault_run(&e, 6, CODE);
+
+	/* x87: the unmasked #Z is deferred to the next waiting instruction
+	 * (the NOP in between runs) */
+	fault_setup(&e, snip_pending, snip_pending_end);
+	uint16_t cw = 0x037B;
+	cr_assert_eq(gm_write(&e.mem, DATA, &cw, 2), 0);
+	size_t fwait_off = (size_t)(snip_pending_end - snip_pending) - 1;
+	fault_run(&e, 16, CODE + fwait_off);
+	cr_assert(e.st.fx.fsw & FSW_ES);
+	cr_assert(e.st.fx.fsw & FSW_ZE);
+	cr_assert_eq(e.st.fx.fop, 0x6F9, "fop %x", e.st.fx.fop); /* DE F9 */
+
+	/* FSTP to an unmapped page: #PF, nothing popped */
+	fault_setup(&e, snip_fstp_pf, snip_fstp_pf_end);
+	fault_run(&e, 14, CODE + 5 + 2);
+	cr_assert_eq(e.res.cr2, 0x400000);
+	cr_assert_eq((e.st.fx.fsw & FSW_TOP) >> FSW_TOP_SHIFT, 7);
+	cr_assert_eq(e.st.fx.ftw, 0x80);
+}
