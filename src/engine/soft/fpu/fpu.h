@@ -215,6 +215,20 @@ struct sse_form {
 int sse_decode(const ZydisDecodedInstruction *insn,
 	       const ZydisDecodedOperand *ops, struct sse_form *out);
 
+/* The same from a neutral operand description, for callers that keep their
+ * own compact decode (the soft core's struct sinsn): n visible operands
+ * (2 or 3) in Zydis order; imm is the immediate's value if one is present.
+ * GPR sizes are 4 or 8; register numbers as ZydisRegisterGetId gives them. */
+enum sse_opnd_kind { SSE_OPND_NONE, SSE_OPND_XMM, SSE_OPND_MMX, SSE_OPND_GPR,
+		     SSE_OPND_MEM, SSE_OPND_IMM };
+struct sse_operand {
+	uint8_t kind;   /* enum sse_opnd_kind */
+	uint8_t reg;
+	uint8_t size;   /* bytes (memory: the access size Zydis reports) */
+};
+int sse_decode_ops(unsigned mnemonic, unsigned n, const struct sse_operand *ops,
+		   uint64_t imm, struct sse_form *out);
+
 /* Cheap mnemonic -> primary op lookup (the register/xmm-or-m128 form; the
  * per-form details need sse_decode). SSE_OP_INVALID if not ours. */
 enum sse_op sse_op_for_mnemonic(ZydisMnemonic m);

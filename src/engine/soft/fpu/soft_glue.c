@@ -21,48 +21,25 @@ static __attribute__((noreturn)) void raise_vec(struct soft_cpu *cpu, int vec)
 
 /* ---- SSE / SSE2 / MMX data ---- */
 
-/* Rebuild the Zydis view sse_decode() wants from the compact operands. */
+/* The library's form from the compact operands. */
 static int sse_form_of(const struct sinsn *in, struct sse_form *f)
 {
-	ZydisDecodedInstruction zi;
-	ZydisDecodedOperand ops[3];
-	memset(&zi, 0, sizeof(zi));
-	memset(ops, 0, sizeof(ops));
-	zi.mnemonic = (ZydisMnemonic)in->mnemonic;
-	zi.encoding = ZYDIS_INSTRUCTION_ENCODING_LEGACY;
-	zi.operand_count_visible = in->nops;
-	for (unsigned i = 0; i < in->nops && i < 3; i++) {
+	struct sse_operand ops[3] = { { 0, 0, 0 }, { 0, 0, 0 }, { 0, 0, 0 } };
+	unsigned n = in->nops < 3 ? in->nops : 3;
+	for (unsigned i = 0; i < n; i++) {
 		const struct sop *o = &in->op[i];
-		ops[i].size = (ZyanU16)(o->size * 8);
+		ops[i].reg = o->reg;
+		ops[i].size = o->size;
 		switch (o->kind) {
-		case OP_XMM:
-			ops[i].type = ZYDIS_OPERAND_TYPE_REGISTER;
-			ops[i].reg.value = (ZydisRegister)(ZYDIS_REGISTER_XMM0 + o->reg);
-			break;
-		case OP_MMX:
-			ops[i].type = ZYDIS_OPERAND_TYPE_REGISTER;
-			ops[i].reg.value = (ZydisRegister)(ZYDIS_REGISTER_MM0 + o->reg);
-			break;
-		case OP_REG:
-			if ((o->size != 4 && o->size != 8) || o->reg > 15)
-				return -1;
-			ops[i].type = ZYDIS_OPERAND_TYPE_REGISTER;
-			ops[i].reg.value = ZydisRegisterEncode(o->size == 8 ? ZYDIS_REGCLASS_GPR64
-									    : ZYDIS_REGCLASS_GPR32,
-							       o->reg);
-			break;
-		case OP_MEM:
-			ops[i].type = ZYDIS_OPERAND_TYPE_MEMORY;
-			break;
-		case OP_IMM:
-			ops[i].type = ZYDIS_OPERAND_TYPE_IMMEDIATE;
-			ops[i].imm.value.u = in->imm;
-			break;
-		default:
-			return -1;
+		case OP_XMM: ops[i].kind = SSE_OPND_XMM; break;
+		case OP_MMX: ops[i].kind = SSE_OPND_MMX; break;
+		case OP_REG: ops[i].kind = SSE_OPND_GPR; break;
+		case OP_MEM: ops[i].kind = SSE_OPND_MEM; break;
+		case OP_IMM: ops[i].kind = SSE_OPND_IMM; break;
+		default: return -1;
 		}
 	}
-	return sse_decode(&zi, ops, f);
+	return sse_decode_ops(in->mnemonic, n, ops, in->imm, f);
 }
 
 static void sse_load(struct soft_cpu *cpu, const struct sinsn *in,

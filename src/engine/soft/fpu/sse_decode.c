@@ -64,39 +64,32 @@ enum sse_op sse_op_for_mnemonic(ZydisMnemonic m)
 	return (enum sse_op)plain_op[m];
 }
 
-static int operand_loc(const ZydisDecodedOperand *o, uint8_t *loc,
+static int operand_loc(const struct sse_operand *o, uint8_t *loc,
 		       uint8_t *reg, struct sse_form *f)
 {
-	if (o->type == ZYDIS_OPERAND_TYPE_MEMORY) {
+	*reg = o->reg;
+	switch (o->kind) {
+	case SSE_OPND_MEM:
 		*loc = SSE_LOC_MEM;
 		*reg = 0;
-		f->mem_size = (uint8_t)(o->size / 8);
+		f->mem_size = o->size;
 		return 0;
-	}
-	if (o->type != ZYDIS_OPERAND_TYPE_REGISTER)
-		return -EINVAL;
-	ZydisRegisterClass c = ZydisRegisterGetClass(o->reg.value);
-	ZyanI8 id = ZydisRegisterGetId(o->reg.value);
-	if (id < 0)
-		return -EINVAL;
-	*reg = (uint8_t)id;
-	switch (c) {
-	case ZYDIS_REGCLASS_XMM:
-		if (id > 15)
+	case SSE_OPND_XMM:
+		if (o->reg > 15)
 			return -EINVAL;
 		*loc = SSE_LOC_XMM;
 		return 0;
-	case ZYDIS_REGCLASS_MMX:
+	case SSE_OPND_MMX:
+		if (o->reg > 7)
+			return -EINVAL;
 		*loc = SSE_LOC_MMX;
 		f->flags |= SSE_F_MMX;
 		return 0;
-	case ZYDIS_REGCLASS_GPR32:
+	case SSE_OPND_GPR:
+		if (o->reg > 15 || (o->size != 4 && o->size != 8))
+			return -EINVAL;
 		*loc = SSE_LOC_GPR;
-		f->gpr_size = 4;
-		return 0;
-	case ZYDIS_REGCLASS_GPR64:
-		*loc = SSE_LOC_GPR;
-		f->gpr_size = 8;
+		f->gpr_size = o->size;
 		return 0;
 	default:
 		return -EINVAL;
@@ -114,20 +107,57 @@ int sse_decode(const ZydisDecodedInstruction *insn,
 	memset(out, 0, sizeof(*out));
 	if (insn->encoding != ZYDIS_INSTRUCTION_ENCODING_LEGACY)
 		return -ENOENT;
-	enum sse_op op = sse_op_for_mnemonic(insn->mnemonic);
-	if (op == SSE_OP_INVALID)
-		return -ENOENT;
 	unsigned n = insn->operand_count_visible;
 	if (n < 2 || n > 3) /* MOVSD string form has no visible operands */
+		return -ENOENT;
+	struct sse_operand o[3];
+	uint64_t imm = 0;
+	memset(o, 0, sizeof(o));
+	for (unsigned i = 0; i < n; i++) {
+		const ZydisDecodedOperand *z = &ops[i];
+		o[i].size = (uint8_t)(z->size / 8);
+		if (z->type == ZYDIS_OPERAND_TYPE_MEMORY) {
+			o[i].kind = SSE_OPND_MEM;
+		} else if (z->type == ZYDIS_OPERAND_TYPE_IMMEDIATE) {
+			o[i].kind = SSE_OPND_IMM;
+			imm = z->imm.value.u;
+		} else if (z->type == ZYDIS_OPERAND_TYPE_REGISTER) {
+			ZyanI8 id = ZydisRegisterGetId(z->reg.value);
+			if (id < 0)
+				return -EINVAL;
+			o[i].reg = (uint8_t)id;
+			switch (ZydisRegisterGetClass(z->reg.value)) {
+			case ZYDIS_REGCLASS_XMM: o[i].kind = SSE_OPND_XMM; break;
+			case ZYDIS_REGCLASS_MMX: o[i].kind = SSE_OPND_MMX; break;
+			case ZYDIS_REGCLASS_GPR32: o[i].kind = SSE_OPND_GPR; o[i].size = 4; break;
+			case ZYDIS_REGCLASS_GPR64: o[i].kind = SSE_OPND_GPR; o[i].size = 8; break;
+			default: return -EINVAL;
+			}
+		} else {
+			return -EINVAL;
+		}
+	}
+	return sse_decode_ops(insn->mnemonic, n, o, imm, out);
+}
+
+int sse_decode_ops(unsigned mnemonic, unsigned n, const struct sse_operand *ops,
+		   uint64_t imm, struct sse_form *out)
+{
+	memset(out, 0, sizeof(*out));
+	enum sse_op op = mnemonic <= ZYDIS_MNEMONIC_MAX_VALUE
+				 ? sse_op_for_mnemonic((ZydisMnemonic)mnemonic) : SSE_OP_INVALID;
+	if (op == SSE_OP_INVALID)
+		return -ENOENT;
+	if (n < 2 || n > 3)
 		return -ENOENT;
 	int r = operand_loc(&ops[0], &out->dst_loc, &out->dst_reg, out);
 	if (r)
 		return r;
-	if (ops[1].type == ZYDIS_OPERAND_TYPE_IMMEDIATE) {
+	if (ops[1].kind == SSE_OPND_IMM) {
 		/* PSxx xmm/mm, imm8 and PSLLDQ/PSRLDQ: src none */
 		out->src_loc = SSE_LOC_NONE;
 		out->has_imm = true;
-		out->imm8 = (uint8_t)ops[1].imm.value.u;
+		out->imm8 = (uint8_t)imm;
 		if (is_shift(op))
 			op = (enum sse_op)(op - SSE_PSLLW + SSE_PSLLW_IMM);
 		else if (op != SSE_PSLLDQ && op != SSE_PSRLDQ)
@@ -139,10 +169,10 @@ int sse_decode(const ZydisDecodedInstruction *insn,
 		if (r)
 			return r;
 		if (n == 3) {
-			if (ops[2].type != ZYDIS_OPERAND_TYPE_IMMEDIATE)
+			if (ops[2].kind != SSE_OPND_IMM)
 				return -EINVAL;
 			out->has_imm = true;
-			out->imm8 = (uint8_t)ops[2].imm.value.u;
+			out->imm8 = (uint8_t)imm;
 		}
 	}
 	bool mmx = out->flags & SSE_F_MMX;
@@ -151,7 +181,7 @@ int sse_decode(const ZydisDecodedInstruction *insn,
 	bool s64 = (out->src_loc == SSE_LOC_GPR && out->gpr_size == 8) ||
 		   (smem && out->mem_size == 8);
 
-	switch (insn->mnemonic) {
+	switch (mnemonic) {
 	case M(MOVSS):
 		op = smem ? SSE_MOVSS_LOAD : dmem ? SSE_MOVSS_STORE : SSE_MOVSS_MERGE;
 		break;
@@ -232,7 +262,7 @@ int sse_decode(const ZydisDecodedInstruction *insn,
 	if (sse_op_raises(op))
 		out->flags |= SSE_F_MXCSR;
 	if ((dmem || smem) && out->mem_size == 16) {
-		switch (insn->mnemonic) {
+		switch (mnemonic) {
 		case M(MOVUPS): case M(MOVUPD): case M(MOVDQU):
 			break;
 		default:
