@@ -14,6 +14,7 @@
 #include "engine/soft/fpu/x87_img.h"
 #include "engine/soft/soft.h"
 #include "vmm/memory.h"
+#include "test_fpu_encodings.h"
 
 struct hst {
 	uint8_t xmm[8][16];  /* 0 */
@@ -255,10 +256,55 @@ static uint64_t rnd_val(void)
 	return (rnd() & 1) ? vals[rnd() % (sizeof(vals) / sizeof(vals[0]))] : rnd();
 }
 
-static void run_snippet(const char *name, const uint8_t *b, const uint8_t *e, unsigned runs)
+/* One guest memory per test process, set up once: identity-mapped 2 MiB,
+ * a GDT; code and data are rewritten for every run. */
+static struct guest_memory shared_mem;
+static bool shared_ready;
+
+static struct guest_memory *guest_mem(void)
+{
+	if (!shared_ready) {
+		cr_assert_eq(guest_memory_init(&shared_mem, MEM_SIZE), 0);
+		w64(&shared_mem, 0x1000, 0x2000 | 7);
+		w64(&shared_mem, 0x2000, 0x3000 | 7);
+		w64(&shared_mem, 0x3000, 0x83); /* 2 MiB identity page */
+		w64(&shared_mem, 0x6008, 0x00af9a000000ffffULL);
+		w64(&shared_mem, 0x6010, 0x00cf92000000ffffULL);
+		shared_ready = true;
+	}
+	return &shared_mem;
+}
+
+static void rnd_f80(uint8_t *p)
+{
+	uint64_t m = rnd();
+	uint16_t se = (uint16_t)rnd();
+	switch (rnd() % 5) {
+	case 0: m = 0; se &= 0x8000; break;
+	case 1: m = 1ull << 63; se = (uint16_t)(0x3FFF + rnd() % 3) | (se & 0x8000); break;
+	case 2: se |= 0x7FFF; m |= 1ull << 63; break;
+	default: m |= 1ull << 63; se = (uint16_t)((0x3FFF - 30 + rnd() % 60) | (se & 0x8000)); break;
+	}
+	memcpy(p, &m, 8);
+	memcpy(p + 8, &se, 2);
+}
+
+/* A random x87 stack with no exception pending. */
+static void rnd_x87(struct fxsave_area *fx)
+{
+	static const uint16_t cws[] = { 0x037F, 0x027F, 0x007F, 0x0F7F, 0x0B7F, 0x0360 };
+	fx->fcw = cws[rnd() % 6];
+	fx->ftw = (uint8_t)(rnd() | rnd());
+	for (unsigned i = 0; i < 8; i++)
+		rnd_f80(fx->st[i]);
+	uint16_t flags = (uint16_t)(rnd() & fx->fcw & 0x3F);
+	fx->fsw = (uint16_t)(flags | (rnd() % 8) << 11 | (rnd() & 0x4700));
+}
+
+static void run_code(const char *name, const uint8_t *b, size_t len, unsigned runs,
+		     bool random_x87)
 {
 	fpu_soft_register();
-	size_t len = (size_t)(e - b);
 	cr_assert(len <= 512, "%s too long", name);
 	uint8_t *code = mmap(NULL, 8192, PROT_READ | PROT_WRITE | PROT_EXEC,
 			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -267,6 +313,7 @@ static void run_snippet(const char *name, const uint8_t *b, const uint8_t *e, un
 	memcpy(code + (fpu_glue_stub_slot - fpu_glue_stub), b, len);
 	void (*fn)(struct hst *) = (void (*)(struct hst *))(void *)code;
 	static const uint32_t csrs[] = { 0x1F80, 0x3F80, 0x5F80, 0x7F80, 0x9FC0 };
+	struct guest_memory *mem = guest_mem();
 
 	for (unsigned r = 0; r < runs; r++) {
 		struct hst h;
@@ -278,7 +325,7 @@ static void run_snippet(const char *name, const uint8_t *b, const uint8_t *e, un
 		}
 		for (unsigned i = 0; i < 4; i++)
 			h.gpr[i] = (rnd() & 1) ? rnd_val() : rnd() % 1000;
-		h.rflags = 0x202;
+		h.rflags = 0x202 | (rnd() & 0x8D5);
 		h.mxcsr = csrs[r % 5];
 		uint8_t data[64] __attribute__((aligned(16)));
 		for (unsigned i = 0; i < 64; i += 8) {
@@ -289,20 +336,14 @@ static void run_snippet(const char *name, const uint8_t *b, const uint8_t *e, un
 		fpu_reset(&fx0);
 		fx0.mxcsr = h.mxcsr;
 		fx0.fcw = (r & 2) ? 0x027F : 0x037F;
+		if (random_x87)
+			rnd_x87(&fx0);
 		x87_img_from_fx(&fx0, &h.img);
 
-		/* guest */
-		struct guest_memory mem;
-		cr_assert_eq(guest_memory_init(&mem, MEM_SIZE), 0);
-		w64(&mem, 0x1000, 0x2000 | 7);
-		w64(&mem, 0x2000, 0x3000 | 7);
-		w64(&mem, 0x3000, 0x83); /* 2 MiB identity page */
-		w64(&mem, 0x6008, 0x00af9a000000ffffULL);
-		w64(&mem, 0x6010, 0x00cf92000000ffffULL);
-		cr_assert_eq(gm_write(&mem, CODE, b, len), 0);
+		cr_assert_eq(gm_write(mem, CODE, b, len), 0);
 		uint8_t hlt = 0xF4;
-		cr_assert_eq(gm_write(&mem, CODE + len, &hlt, 1), 0);
-		cr_assert_eq(gm_write(&mem, DATA, data, 64), 0);
+		cr_assert_eq(gm_write(mem, CODE + len, &hlt, 1), 0);
+		cr_assert_eq(gm_write(mem, DATA, data, 64), 0);
 		struct cpu_state st;
 		memset(&st, 0, sizeof(st));
 		st.cr0 = CR0_PE | CR0_ET | CR0_PG | CR0_WP | CR0_NE | CR0_MP;
@@ -331,15 +372,14 @@ static void run_snippet(const char *name, const uint8_t *b, const uint8_t *e, un
 
 		/* host */
 		h.rsi = (uint64_t)(uintptr_t)data;
-		struct hst h0 = h;
 		fn(&h);
 
 		struct soft_run_result res;
-		cr_assert_eq(soft_run_standalone(&mem, &st, 10000, &res), 0);
+		cr_assert_eq(soft_run_standalone(mem, &st, 10000, &res), 0);
 		cr_assert_eq(res.stop, SOFT_STOP_HLT, "%s run %u: stop %d vector %u at rip %llx",
 			     name, r, res.stop, res.vector, (unsigned long long)st.rip);
 		uint8_t gdata[64];
-		cr_assert_eq(gm_read(&mem, DATA, gdata, 64), 0);
+		cr_assert_eq(gm_read(mem, DATA, gdata, 64), 0);
 		for (unsigned i = 0; i < 8; i++)
 			cr_assert(memcmp(st.fx.xmm[i], h.xmm[i], 16) == 0,
 				  "%s run %u: xmm%u differs", name, r, i);
@@ -348,7 +388,8 @@ static void run_snippet(const char *name, const uint8_t *b, const uint8_t *e, un
 		cr_assert_eq(st.gpr[RBX], h.gpr[1], "%s run %u: rbx", name, r);
 		cr_assert_eq(st.gpr[RCX], h.gpr[2], "%s run %u: rcx", name, r);
 		cr_assert_eq(st.gpr[RDX], h.gpr[3], "%s run %u: rdx", name, r);
-		cr_assert_eq(st.rflags & 0x8D5, h.rflags & 0x8D5, "%s run %u: rflags", name, r);
+		cr_assert_eq(st.rflags & 0x8D5, h.rflags & 0x8D5, "%s run %u: rflags %llx host %llx",
+			     name, r, (unsigned long long)st.rflags, (unsigned long long)h.rflags);
 		cr_assert_eq(st.fx.mxcsr, h.mxcsr, "%s run %u: mxcsr %x host %x", name, r,
 			     st.fx.mxcsr, h.mxcsr);
 		for (unsigned i = 0; i < 64; i++)
@@ -361,10 +402,50 @@ static void run_snippet(const char *name, const uint8_t *b, const uint8_t *e, un
 		cr_assert_eq(mine.ftw, h.img.ftw, "%s run %u: ftw %04x host %04x", name, r,
 			     mine.ftw, h.img.ftw);
 		cr_assert(memcmp(mine.st, h.img.st, 80) == 0, "%s run %u: x87 registers", name, r);
-		(void)h0;
-		guest_memory_destroy(&mem);
 	}
 	munmap(code, 8192);
+}
+
+static void run_snippet(const char *name, const uint8_t *b, const uint8_t *e, unsigned runs)
+{
+	run_code(name, b, (size_t)(e - b), runs, false);
+}
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static void run_encs(const struct enc *t, size_t n, unsigned runs)
+{
+	for (size_t i = 0; i < n; i++)
+		run_code(t[i].name, t[i].b, t[i].len, runs, false);
+}
+
+/* Every SSE/SSE2/MMX encoding of the library tests, decoded by the core. */
+Test(fpu_glue, sse_encodings_through_core)
+{
+	run_encs(fp_arith, N(fp_arith), 3);
+	run_encs(fp_cmp, N(fp_cmp), 3);
+	run_encs(fp_cvt, N(fp_cvt), 3);
+	run_encs(moves_shuffles, N(moves_shuffles), 2);
+	run_encs(int_ops, N(int_ops), 2);
+}
+
+/* Every x87 encoding (register forms, memory forms at [rsi]) but the
+ * environment images, from random stacks. */
+Test(fpu_glue, x87_encodings_through_core)
+{
+	for (unsigned op = 0xD8; op <= 0xDF; op++) {
+		for (unsigned m = 0; m < 72; m++) {
+			uint8_t modrm = (uint8_t)(m < 8 ? (m << 3 | 6) : 0xC0 + (m - 8));
+			struct x87_form f;
+			if (x87_decode_raw((uint8_t)op, modrm, &f))
+				continue;
+			if (f.op == X87_FLDENV || f.op == X87_FNSTENV || f.op == X87_FRSTOR ||
+			    f.op == X87_FNSAVE)
+				continue;
+			uint8_t b[2] = { (uint8_t)op, modrm };
+			run_code(x87_op_name((enum x87_op)f.op), b, 2, 3, true);
+		}
+	}
 }
 
 Test(fpu_glue, string_sse2)

@@ -95,7 +95,6 @@ FP_BIN(CVTTPS2DQ, "cvttps2dq")
 FP_BIN(CVTDQ2PD, "cvtdq2pd")
 FP_BIN(CVTPD2DQ, "cvtpd2dq")
 FP_BIN(CVTTPD2DQ, "cvttpd2dq")
-FP_BIN(CVTPI2PD, "cvtdq2pd") /* same conversion; the core keeps q[0]..q[1] */
 
 /* CMPPS & co: the predicate is imm8[2:0] (bits 7:3 ignored by the legacy
  * encodings); it is part of the encoding, hence one asm per predicate. */
@@ -250,6 +249,8 @@ INT_BIN(ANDPD, "andpd")
 INT_BIN(ANDNPD, "andnpd")
 INT_BIN(ORPD, "orpd")
 INT_BIN(XORPD, "xorpd")
+/* int32 -> double is exact: no MXCSR involvement */
+INT_BIN(CVTPI2PD, "cvtdq2pd")
 INT_BIN(UNPCKLPS, "unpcklps")
 INT_BIN(UNPCKHPS, "unpckhps")
 INT_BIN(UNPCKLPD, "unpcklpd")
@@ -769,6 +770,7 @@ int sse_exec(enum sse_op op, struct fxsave_area *fx, union xmm *dst,
 	k.s = *src;
 	k.imm = imm8;
 	k.out = 0;
+	k.csr = MXCSR_DEFAULT; /* never loaded for the non-FP ops; defined anyway */
 	k.rflags = rflags ? *rflags : 0;
 	if (!sse_op_raises(op)) {
 		op_table[op].fn(&k);
