@@ -94,7 +94,7 @@ static void maskmov(struct soft_cpu *cpu, const struct sinsn *in,
 H(h_sse)
 {
 	struct sse_form f;
-	if (sse_form_of(in, &f))
+	if ((in->pfx & PFX_LOCK) || sse_form_of(in, &f))
 		soft_ud(cpu);
 	struct fxsave_area *fx = &cpu->s.fx;
 	int r = sse_check(&f, cpu->s.cr0, cpu->s.cr4, fx);
@@ -164,9 +164,8 @@ H(h_sse)
 
 H(h_emms)
 {
-	(void)in;
 	struct fxsave_area *fx = &cpu->s.fx;
-	if (cpu->s.cr0 & CR0_EM)
+	if ((in->pfx & PFX_LOCK) || (cpu->s.cr0 & CR0_EM))
 		soft_ud(cpu);
 	if (cpu->s.cr0 & CR0_TS)
 		soft_raise(cpu, FPU_EXC_NM, 0, false);
@@ -289,7 +288,7 @@ static int x87_env(struct soft_cpu *cpu, const struct sinsn *in, enum x87_op op)
 H(h_x87)
 {
 	struct x87_form f;
-	if (x87_form_of(in, &f))
+	if ((in->pfx & PFX_LOCK) || x87_form_of(in, &f))
 		soft_ud(cpu);
 	struct fxsave_area *fx = &cpu->s.fx;
 	int r = x87_check(&f, cpu->s.cr0, fx);
