@@ -44,6 +44,7 @@
 
 /* Exception vectors returned by this library. */
 #define FPU_EXC_UD 6   /* SIMD FP exception with CR4.OSXMMEXCPT clear */
+#define FPU_EXC_NM 7   /* CR0.TS / CR0.EM (sse_check, x87_check) */
 #define FPU_EXC_GP 13  /* LDMXCSR / FXRSTOR with reserved MXCSR bits: #GP(0) */
 #define FPU_EXC_MF 16  /* pending unmasked x87 exception (FSW.ES), CR0.NE=1 */
 #define FPU_EXC_XM 19  /* unmasked SIMD FP exception, CR4.OSXMMEXCPT=1 */
@@ -241,8 +242,11 @@ enum sse_op sse_op_for_mnemonic(ZydisMnemonic m);
  * is read and updated only for SSE_F_RFLAGS ops (may be NULL otherwise).
  * Exceptions follow the SDM precedence: if any unmasked pre-computation
  * exception (IE, DE, ZE) is found in any lane, only the pre-computation
- * flags are set; otherwise all flags are set; either way the destination
- * and RFLAGS are left alone and FPU_EXC_XM/FPU_EXC_UD is returned. Masked
+ * flags are set; otherwise all flags are set, with the per-element rule
+ * the host shows for unmasked OE/UE: such an element reports OE (or UE,
+ * for any tiny result, exact or not) plus PE only if the result rounded
+ * with an unbounded exponent is inexact. Either way the destination and
+ * RFLAGS are left alone and FPU_EXC_XM/FPU_EXC_UD is returned. Masked
  * exceptions set their flags and deliver the masked result. */
 int sse_exec(enum sse_op op, struct fxsave_area *fx, union xmm *dst,
 	     const union xmm *src, uint8_t imm8, uint64_t cr4, uint64_t *rflags);
@@ -254,7 +258,6 @@ int sse_exec(enum sse_op op, struct fxsave_area *fx, union xmm *dst,
  * LOCK (#UD) and alignment (#GP(0) for SSE_F_ALIGN16) are the core's.
  * LDMXCSR/STMXCSR follow the XMM rule (#UD on EM or !OSFXSR, #NM on TS);
  * LDMXCSR then #GP(0) via sse_ldmxcsr(). Returns 0 or a vector. */
-#define FPU_EXC_NM 7
 int sse_check(const struct sse_form *f, uint64_t cr0, uint64_t cr4,
 	      const struct fxsave_area *fx);
 
@@ -273,7 +276,9 @@ uint16_t sse_maskmov_mask(const union xmm *mask);
 /* ------------------------------------------------------------------- MMX
  * MMX registers alias the x87 registers' significands (ST physical i =
  * MMi). Every MMX instruction (other than EMMS) does, after the #MF check:
- * FSW.TOP = 0 and all tags valid (fpu_mmx_enter); a write to MMi sets its
+ * FSW.TOP = 0 and all tags valid (fpu_mmx_enter, which rotates the
+ * stack-ordered st[] so every physical register keeps its contents); a
+ * write to MMi sets its
  * bits 64-79 to all ones (fpu_mmx_write). Reads: fpu_mmx_read. CVTPI2PS,
  * CVTPI2PD with a memory source do not touch the x87 state (sse_decode then
  * does not set SSE_F_MMX). */
