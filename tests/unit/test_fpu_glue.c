@@ -203,7 +203,7 @@ SNIP(snip_x87,
      "fldl 24(%rsi)\n"
      "fdivr %st(2), %st\n"
      "fsubrp %st, %st(1)\n"
-     "fisttpll 48(%rsi)\n"
+     "fistpll 48(%rsi)\n"
      "fcmovb %st(1), %st\n"
      "fstl 56(%rsi)\n")
 
@@ -442,6 +442,9 @@ Test(fpu_glue, x87_encodings_through_core)
 			if (f.op == X87_FLDENV || f.op == X87_FNSTENV || f.op == X87_FRSTOR ||
 			    f.op == X87_FNSAVE)
 				continue;
+			if (f.op == X87_FISTTP_I16 || f.op == X87_FISTTP_I32 ||
+			    f.op == X87_FISTTP_I64)
+				continue; /* SSE3: not registered */
 			uint8_t b[2] = { (uint8_t)op, modrm };
 			run_code(x87_op_name((enum x87_op)f.op), b, 2, 3, true);
 		}
