@@ -1,8 +1,7 @@
 /* Glue between the x87/SSE library (fpu.h) and the soft engine's core
  * (soft_cpu.h): instruction handlers for every x87, MMX-data, SSE and SSE2
  * mnemonic the library implements (FISTTP, SSE3, excepted), built on the
- * core's operand and memory
- * helpers.
+ * core's operand and memory helpers.
  *
  * Not wired in by itself. To use it, call fpu_soft_handlers(handlers) at the
  * end of handlers_init() in cpu.c (after soft_sse_handlers(), whose entries
