@@ -1,0 +1,209 @@
+/* The io_uring engine: requests become SQEs (queued by blk_submit, handed to
+ * the kernel in one io_uring_enter by blk_kick), a completion thread reaps
+ * CQEs and calls the completions. Submission (any thread, under sq_lock) and
+ * completion (the reaper) touch different halves of the ring, which liburing
+ * allows without further locking. */
+#include <errno.h>
+#include <linux/falloc.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "backends/block/block.h"
+
+#define URING_DEPTH 256
+
+struct uring {
+	struct io_uring ring;
+	pthread_mutex_t sq_lock;
+	unsigned queued;          /* SQEs prepared, not yet submitted */
+	unsigned in_flight;       /* submitted requests not yet completed (reaper) */
+	pthread_t reaper;
+	int stop_marker;          /* its address tags the wake-up NOP */
+};
+
+static void complete(struct blk_backend *be, struct blk_io *io, int res)
+{
+	switch (io->op) {
+	case BLK_OP_READ:
+	case BLK_OP_WRITE:
+		/* A short or interrupted transfer: finish it the simple way;
+		 * reads and writes of the same range are idempotent. */
+		if (res == -EAGAIN || res == -EINTR || (res >= 0 && (uint64_t)res < io->len))
+			res = blk_execute(be, io);
+		else if (res > 0)
+			res = 0;
+		break;
+	case BLK_OP_DISCARD:
+		if (res == -EOPNOTSUPP)
+			res = 0;
+		break;
+	case BLK_OP_WRITE_ZEROES:
+		if (res == -EOPNOTSUPP || res == -EINVAL)
+			res = blk_execute(be, io); /* falls back to writing zeros */
+		break;
+	case BLK_OP_FLUSH:
+		break;
+	}
+	io->done(io, res < 0 ? res : 0);
+}
+
+static void *reaper(void *arg)
+{
+	struct blk_backend *be = arg;
+	struct uring *u = be->priv;
+	bool stopping = false;
+	for (;;) {
+		struct io_uring_cqe *cqe;
+		int ret = io_uring_wait_cqe(&u->ring, &cqe);
+		if (ret == -EINTR)
+			continue;
+		if (ret < 0)
+			break;
+		void *data = io_uring_cqe_get_data(cqe);
+		int res = cqe->res;
+		io_uring_cqe_seen(&u->ring, cqe);
+		if (data == &u->stop_marker) {
+			stopping = true;
+		} else {
+			complete(be, data, res);
+			pthread_mutex_lock(&u->sq_lock);
+			u->in_flight--;
+			pthread_mutex_unlock(&u->sq_lock);
+		}
+		if (stopping) {
+			pthread_mutex_lock(&u->sq_lock);
+			bool idle = u->in_flight == 0;
+			pthread_mutex_unlock(&u->sq_lock);
+			if (idle)
+				break;
+		}
+	}
+	return NULL;
+}
+
+static int uring_start(struct blk_backend *be)
+{
+	struct uring *u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	int ret = io_uring_queue_init(URING_DEPTH, &u->ring, 0);
+	if (ret < 0) {
+		free(u);
+		return ret;
+	}
+	pthread_mutex_init(&u->sq_lock, NULL);
+	be->priv = u;
+	ret = pthread_create(&u->reaper, NULL, reaper, be);
+	if (ret) {
+		io_uring_queue_exit(&u->ring);
+		pthread_mutex_destroy(&u->sq_lock);
+		free(u);
+		be->priv = NULL;
+		return -ret;
+	}
+	return 0;
+}
+
+/* Caller holds sq_lock. Returns NULL only when the SQ is full even after
+ * handing the queued entries to the kernel. */
+static struct io_uring_sqe *get_sqe(struct uring *u)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+	if (!sqe && u->queued) {
+		int n = io_uring_submit(&u->ring);
+		if (n > 0)
+			u->queued -= (unsigned)n < u->queued ? (unsigned)n : u->queued;
+		sqe = io_uring_get_sqe(&u->ring);
+	}
+	return sqe;
+}
+
+static void uring_submit(struct blk_backend *be, struct blk_io *io)
+{
+	struct uring *u = be->priv;
+	pthread_mutex_lock(&u->sq_lock);
+	struct io_uring_sqe *sqe = get_sqe(u);
+	if (!sqe) {
+		pthread_mutex_unlock(&u->sq_lock);
+		io->done(io, blk_execute(be, io)); /* ring saturated: do it here */
+		return;
+	}
+	switch (io->op) {
+	case BLK_OP_READ:
+		io_uring_prep_readv(sqe, be->fd, io->iov, (unsigned)io->iovcnt, io->offset);
+		break;
+	case BLK_OP_WRITE:
+		io_uring_prep_writev(sqe, be->fd, io->iov, (unsigned)io->iovcnt, io->offset);
+		break;
+	case BLK_OP_FLUSH:
+		io_uring_prep_fsync(sqe, be->fd, IORING_FSYNC_DATASYNC);
+		break;
+	case BLK_OP_DISCARD:
+		io_uring_prep_fallocate(sqe, be->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					(off_t)io->offset, (off_t)io->len);
+		break;
+	case BLK_OP_WRITE_ZEROES:
+		io_uring_prep_fallocate(sqe, be->fd,
+					(io->unmap ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) |
+						FALLOC_FL_KEEP_SIZE,
+					(off_t)io->offset, (off_t)io->len);
+		break;
+	}
+	io_uring_sqe_set_data(sqe, io);
+	u->queued++;
+	u->in_flight++;
+	pthread_mutex_unlock(&u->sq_lock);
+}
+
+static void uring_kick(struct blk_backend *be)
+{
+	struct uring *u = be->priv;
+	pthread_mutex_lock(&u->sq_lock);
+	while (u->queued) {
+		int n = io_uring_submit(&u->ring);
+		if (n == -EINTR || n == -EAGAIN || n == -EBUSY)
+			continue;
+		if (n <= 0)
+			break;
+		u->queued -= (unsigned)n < u->queued ? (unsigned)n : u->queued;
+	}
+	pthread_mutex_unlock(&u->sq_lock);
+}
+
+static void uring_stop(struct blk_backend *be)
+{
+	struct uring *u = be->priv;
+	if (!u)
+		return;
+	uring_kick(be);
+	/* A NOP tagged with the stop marker wakes the reaper, which then
+	 * keeps reaping until nothing is in flight. */
+	pthread_mutex_lock(&u->sq_lock);
+	struct io_uring_sqe *sqe = get_sqe(u);
+	while (!sqe) {
+		pthread_mutex_unlock(&u->sq_lock);
+		usleep(1000);
+		pthread_mutex_lock(&u->sq_lock);
+		sqe = get_sqe(u);
+	}
+	io_uring_prep_nop(sqe);
+	io_uring_sqe_set_data(sqe, &u->stop_marker);
+	u->queued++;
+	pthread_mutex_unlock(&u->sq_lock);
+	uring_kick(be);
+	pthread_join(u->reaper, NULL);
+	io_uring_queue_exit(&u->ring);
+	pthread_mutex_destroy(&u->sq_lock);
+	free(u);
+	be->priv = NULL;
+}
+
+const struct blk_engine_ops blk_engine_uring_ops = {
+	.name = "uring",
+	.start = uring_start,
+	.submit = uring_submit,
+	.kick = uring_kick,
+	.stop = uring_stop,
+};
