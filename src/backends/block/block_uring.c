@@ -1,8 +1,13 @@
 /* The io_uring engine: requests become SQEs (queued by blk_submit, handed to
- * the kernel in one io_uring_enter by blk_kick), a completion thread reaps
- * CQEs and calls the completions. Submission (any thread, under sq_lock) and
- * completion (the reaper) touch different halves of the ring, which liburing
- * allows without further locking. */
+ * the kernel in one io_uring_enter by blk_kick). Completions are reaped in
+ * two places: right after submission by the submitting thread (io_uring
+ * finishes page-cache hits inside io_uring_enter, and handing those to
+ * another thread costs two wake-ups, more than the I/O itself), and by a
+ * completion thread for everything else. The completion thread sleeps on
+ * a condition variable while nothing is outstanding, so inline completions
+ * never wake it, and in the kernel while something is.
+ * sq_lock guards the submission half and the counters, cq_lock the
+ * consumption of CQEs; the two halves are independent in io_uring. */
 #include <errno.h>
 #include <linux/falloc.h>
 #include <liburing.h>
@@ -17,10 +22,13 @@
 struct uring {
 	struct io_uring ring;
 	pthread_mutex_t sq_lock;
+	pthread_mutex_t cq_lock;
+	pthread_cond_t outstanding;  /* in_flight became non-zero, or stop */
 	unsigned queued;          /* SQEs prepared, not yet submitted */
-	unsigned in_flight;       /* submitted requests not yet completed (reaper) */
+	unsigned in_flight;       /* prepared SQEs whose CQE is not yet consumed */
+	bool stop;
 	pthread_t reaper;
-	int stop_marker;          /* its address tags the wake-up NOP */
+	int stop_marker;          /* its address tags the final NOP */
 };
 
 static void complete(struct blk_backend *be, struct blk_io *io, int res)
@@ -49,36 +57,49 @@ static void complete(struct blk_backend *be, struct blk_io *io, int res)
 	io->done(io, res < 0 ? res : 0);
 }
 
+/* Consume every CQE already posted. `wait`: block on cq_lock, or give up
+ * when another thread is reaping (it will see these CQEs). */
+static void reap_ready(struct blk_backend *be, bool wait)
+{
+	struct uring *u = be->priv;
+	if (wait)
+		pthread_mutex_lock(&u->cq_lock);
+	else if (pthread_mutex_trylock(&u->cq_lock))
+		return;
+	struct io_uring_cqe *cqe;
+	while (io_uring_peek_cqe(&u->ring, &cqe) == 0) {
+		void *data = io_uring_cqe_get_data(cqe);
+		int res = cqe->res;
+		io_uring_cqe_seen(&u->ring, cqe);
+		if (data != &u->stop_marker)
+			complete(be, data, res);
+		pthread_mutex_lock(&u->sq_lock);
+		u->in_flight--;
+		pthread_mutex_unlock(&u->sq_lock);
+	}
+	pthread_mutex_unlock(&u->cq_lock);
+}
+
 static void *reaper(void *arg)
 {
 	struct blk_backend *be = arg;
 	struct uring *u = be->priv;
-	bool stopping = false;
 	for (;;) {
+		pthread_mutex_lock(&u->sq_lock);
+		while (!u->in_flight && !u->stop)
+			pthread_cond_wait(&u->outstanding, &u->sq_lock);
+		bool done = u->stop && !u->in_flight;
+		pthread_mutex_unlock(&u->sq_lock);
+		if (done)
+			break;
+		/* Something is outstanding: sleep in the kernel until a CQE is
+		 * posted, then consume under cq_lock (the submitter may have
+		 * taken it meanwhile; then this loop just goes round). */
 		struct io_uring_cqe *cqe;
 		int ret = io_uring_wait_cqe(&u->ring, &cqe);
-		if (ret == -EINTR)
-			continue;
-		if (ret < 0)
+		if (ret < 0 && ret != -EINTR)
 			break;
-		void *data = io_uring_cqe_get_data(cqe);
-		int res = cqe->res;
-		io_uring_cqe_seen(&u->ring, cqe);
-		if (data == &u->stop_marker) {
-			stopping = true;
-		} else {
-			complete(be, data, res);
-			pthread_mutex_lock(&u->sq_lock);
-			u->in_flight--;
-			pthread_mutex_unlock(&u->sq_lock);
-		}
-		if (stopping) {
-			pthread_mutex_lock(&u->sq_lock);
-			bool idle = u->in_flight == 0;
-			pthread_mutex_unlock(&u->sq_lock);
-			if (idle)
-				break;
-		}
+		reap_ready(be, true);
 	}
 	return NULL;
 }
@@ -94,11 +115,15 @@ static int uring_start(struct blk_backend *be)
 		return ret;
 	}
 	pthread_mutex_init(&u->sq_lock, NULL);
+	pthread_mutex_init(&u->cq_lock, NULL);
+	pthread_cond_init(&u->outstanding, NULL);
 	be->priv = u;
 	ret = pthread_create(&u->reaper, NULL, reaper, be);
 	if (ret) {
 		io_uring_queue_exit(&u->ring);
+		pthread_cond_destroy(&u->outstanding);
 		pthread_mutex_destroy(&u->sq_lock);
+		pthread_mutex_destroy(&u->cq_lock);
 		free(u);
 		be->priv = NULL;
 		return -ret;
@@ -157,9 +182,8 @@ static void uring_submit(struct blk_backend *be, struct blk_io *io)
 	pthread_mutex_unlock(&u->sq_lock);
 }
 
-static void uring_kick(struct blk_backend *be)
+static void submit_queued(struct uring *u)
 {
-	struct uring *u = be->priv;
 	pthread_mutex_lock(&u->sq_lock);
 	while (u->queued) {
 		int n = io_uring_submit(&u->ring);
@@ -172,14 +196,25 @@ static void uring_kick(struct blk_backend *be)
 	pthread_mutex_unlock(&u->sq_lock);
 }
 
+static void uring_kick(struct blk_backend *be)
+{
+	struct uring *u = be->priv;
+	submit_queued(u);
+	reap_ready(be, false);
+	/* What did not complete inline is the completion thread's job. */
+	pthread_mutex_lock(&u->sq_lock);
+	if (u->in_flight)
+		pthread_cond_signal(&u->outstanding);
+	pthread_mutex_unlock(&u->sq_lock);
+}
+
 static void uring_stop(struct blk_backend *be)
 {
 	struct uring *u = be->priv;
 	if (!u)
 		return;
-	uring_kick(be);
-	/* A NOP tagged with the stop marker wakes the reaper, which then
-	 * keeps reaping until nothing is in flight. */
+	/* A final NOP guarantees one more CQE, so a reaper asleep in the
+	 * kernel wakes up; it then reaps until nothing is in flight. */
 	pthread_mutex_lock(&u->sq_lock);
 	struct io_uring_sqe *sqe = get_sqe(u);
 	while (!sqe) {
@@ -191,11 +226,16 @@ static void uring_stop(struct blk_backend *be)
 	io_uring_prep_nop(sqe);
 	io_uring_sqe_set_data(sqe, &u->stop_marker);
 	u->queued++;
+	u->in_flight++;
+	u->stop = true;
+	pthread_cond_signal(&u->outstanding);
 	pthread_mutex_unlock(&u->sq_lock);
-	uring_kick(be);
+	submit_queued(u);
 	pthread_join(u->reaper, NULL);
 	io_uring_queue_exit(&u->ring);
+	pthread_cond_destroy(&u->outstanding);
 	pthread_mutex_destroy(&u->sq_lock);
+	pthread_mutex_destroy(&u->cq_lock);
 	free(u);
 	be->priv = NULL;
 }
