@@ -84,7 +84,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	unsigned slot = 0;
 	for (unsigned r = 0; r < nreq && in.left; r++) {
 		unsigned nd = 1 + (unsigned)take(&in, 1) % 6;
+		uint8_t shape = (uint8_t)take(&in, 1);
 		uint16_t head = desc;
+		uint8_t *first = NULL;
+		uint32_t first_len = 0;
 		for (unsigned k = 0; k < nd; k++) {
 			uint8_t fl = (uint8_t)take(&in, 1);
 			uint32_t len = (uint32_t)take(&in, 2) % (SLOT_SIZE + 1);
@@ -105,8 +108,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				for (size_t i = 0; i < n; i++)
 					host[i] = (uint8_t)take(&in, 1);
 			}
+			if (k == 0 && host && !(flags & VIRTQ_DESC_F_WRITE)) {
+				first = host;
+				first_len = len;
+			}
 			vdrv_set_desc(&d, desc, addr, len, flags, next);
 			desc = (uint16_t)((desc + 1) % QSIZE);
+		}
+		/* Steer most headers to real request types and small sectors so
+		 * a short run reaches every request path; shape 0xff keeps the
+		 * raw fuzz bytes. */
+		static const uint32_t types[] = {
+			VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID,
+			VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES, 10, 0x80000000u,
+		};
+		if (first && shape != 0xff && first_len >= 16) {
+			uint32_t t = htole32(types[shape & 7]);
+			memcpy(first, &t, 4);
+			if (shape & 8) {
+				uint64_t sec = htole64((shape >> 4) * 9u);
+				memcpy(first + 8, &sec, 8);
+			}
 		}
 		vdrv_post(&d, head);
 		if (take(&in, 1) & 1)

@@ -242,8 +242,9 @@ int virtio_queue_set_ready(struct virtio_device *vd, unsigned q)
 	struct virtq *vq = setup_queue(vd, q);
 	int ret = -EINVAL;
 	if (vq) {
-		ret = virtq_enable(vq, vd->driver_features & VIRTIO_BIT(VIRTIO_RING_F_INDIRECT_DESC),
-				   vd->driver_features & VIRTIO_BIT(VIRTIO_RING_F_EVENT_IDX));
+		uint64_t f = vd->driver_features & vd->host_features;
+		ret = virtq_enable(vq, f & VIRTIO_BIT(VIRTIO_RING_F_INDIRECT_DESC),
+				   f & VIRTIO_BIT(VIRTIO_RING_F_EVENT_IDX));
 		if (ret)
 			virtio_set_needs_reset_locked(vd, virtq_error_str(vq->error));
 	}

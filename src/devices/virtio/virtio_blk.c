@@ -193,8 +193,10 @@ static void handle(struct blk_req *r)
 			finish(r, VIRTIO_BLK_S_IOERR, 1);
 			return;
 		}
-		/* Used length: bytes written into the driver's buffers. */
-		r->written = write ? 1 : (uint32_t)len + 1;
+		/* Used length: bytes written into the driver's buffers (a
+		 * 32-bit field; only a hostile driver's overlapping buffers
+		 * could exceed it). */
+		r->written = write ? 1 : (len >= UINT32_MAX ? UINT32_MAX : (uint32_t)len + 1);
 		submit(r, write ? BLK_OP_WRITE : BLK_OP_READ, sector * 512, len, n);
 		return;
 	}
@@ -227,8 +229,14 @@ static void blk_queue_notify(struct virtio_device *vd, unsigned qi)
 	for (;;) {
 		if (!r) {
 			r = malloc(sizeof(*r));
-			if (!r)
-				break; /* the ring keeps the request; a later notify retries */
+			if (!r) {
+				/* The ring keeps the request; the next notify
+				 * retries, so notifications must be on. */
+				pthread_mutex_lock(&vd->lock);
+				virtq_enable_notify(&b->vq);
+				pthread_mutex_unlock(&vd->lock);
+				break;
+			}
 		}
 		r->blk = b;
 		r->status = NULL;
