@@ -1,6 +1,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -519,3 +520,56 @@ Test(vblk, save_restore)
 	cr_assert_eq(*r.status, VIRTIO_BLK_S_OK);
 	stop();
 }
+
+/* Notifications from several threads at once (several vCPUs kicking the
+ * same queue) while completions arrive on the engine's threads. */
+struct kicker {
+	volatile bool stop;
+	long kicks;
+};
+
+static void *kick_loop(void *arg)
+{
+	struct kicker *k = arg;
+	while (!k->stop) {
+		virtio_queue_notify(vd, 0);
+		k->kicks++;
+	}
+	return NULL;
+}
+
+static void concurrent_notifiers(enum blk_engine engine)
+{
+	start(engine, false, FEATURES);
+	struct kicker k = { false, 0 };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, kick_loop, &k), 0);
+	enum { ROUNDS = 200, BATCH = 8 };
+	int done = 0;
+	for (int round = 0; round < ROUNDS; round++) {
+		vdrv_reset_heap(&drv, drv.heap_end - (8ULL << 20));
+		struct req r[BATCH];
+		for (int i = 0; i < BATCH; i++)
+			r[i] = post(i & 1 ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN, (uint64_t)(i * 4), 2048, !(i & 1));
+		virtio_queue_notify(vd, 0);
+		uint32_t id, len;
+		int got = 0;
+		while (got < BATCH) {
+			if (vdrv_get_used(&drv, &id, &len))
+				got++;
+			else
+				virtio_queue_notify(vd, 0);
+		}
+		for (int i = 0; i < BATCH; i++)
+			cr_assert_eq(*r[i].status, VIRTIO_BLK_S_OK, "round %d req %d", round, i);
+		done += got;
+	}
+	k.stop = true;
+	pthread_join(t, NULL);
+	cr_assert_eq(done, ROUNDS * BATCH);
+	cr_assert_not(virtio_get_status(vd) & VIRTIO_STATUS_NEEDS_RESET);
+	stop();
+}
+
+Test(vblk, concurrent_notifiers_uring) { concurrent_notifiers(BLK_ENGINE_URING); }
+Test(vblk, concurrent_notifiers_threads) { concurrent_notifiers(BLK_ENGINE_THREADS); }

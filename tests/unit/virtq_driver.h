@@ -95,11 +95,11 @@ static inline void vdrv_set_avail_idx(struct vdrv *d, uint16_t idx)
 
 static inline void vdrv_set_used_event(struct vdrv *d, uint16_t v)
 {
-	vdrv_avail(d)[2 + d->size] = htole16(v);
+	__atomic_store_n(&vdrv_avail(d)[2 + d->size], htole16(v), __ATOMIC_RELAXED);
 }
 static inline uint16_t vdrv_avail_event(const struct vdrv *d)
 {
-	return le16toh(vdrv_used16(d)[2 + 4 * (unsigned)d->size]);
+	return le16toh(__atomic_load_n(&vdrv_used16(d)[2 + 4 * (unsigned)d->size], __ATOMIC_RELAXED));
 }
 
 static inline uint16_t vdrv_used_idx(const struct vdrv *d)

@@ -92,12 +92,14 @@ static void *reaper(void *arg)
 		pthread_mutex_unlock(&u->sq_lock);
 		if (done)
 			break;
-		/* Something is outstanding: sleep in the kernel until a CQE is
-		 * posted, then consume under cq_lock (the submitter may have
-		 * taken it meanwhile; then this loop just goes round). */
-		struct io_uring_cqe *cqe;
-		int ret = io_uring_wait_cqe(&u->ring, &cqe);
-		if (ret < 0 && ret != -EINTR)
+		/* Something is outstanding: sleep in the kernel until the CQ
+		 * holds a CQE, then consume under cq_lock (the submitter may
+		 * have taken it meanwhile; then this loop just goes round).
+		 * The raw enter, not io_uring_wait_cqe: that one reads the CQ
+		 * head without the lock, racing with the other consumer. */
+		int ret = io_uring_enter((unsigned)u->ring.ring_fd, 0, 1,
+					 IORING_ENTER_GETEVENTS, NULL);
+		if (ret < 0 && ret != -EINTR && errno != EINTR)
 			break;
 		reap_ready(be, true);
 	}
