@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -573,3 +574,26 @@ static void concurrent_notifiers(enum blk_engine engine)
 
 Test(vblk, concurrent_notifiers_uring) { concurrent_notifiers(BLK_ENGINE_URING); }
 Test(vblk, concurrent_notifiers_threads) { concurrent_notifiers(BLK_ENGINE_THREADS); }
+
+Test(vblk, create_from_disk_option)
+{
+	cr_assert_eq(guest_memory_init(&mem, MEM_SIZE), 0);
+	make_image();
+	char opt[128];
+	snprintf(opt, sizeof(opt), "%s,readonly,id=from-opt,io=threads", path);
+	struct disk_config cfg;
+	cr_assert_eq(disk_config_parse(opt, &cfg), 0);
+	cr_assert_eq(virtio_blk_create_from_config(&blk, &mem, &cfg), 0);
+	vd = virtio_blk_vdev(blk);
+	cr_assert(virtio_get_device_features(vd, 0) & VIRTIO_BIT(VIRTIO_BLK_F_RO));
+	vdrv_init(&drv, &mem, QSIZE, RING_BASE, MEM_SIZE);
+	next_desc = 0;
+	cr_assert_eq(vdrv_bring_up(vd, &drv, VIRTIO_BIT(VIRTIO_F_VERSION_1)), 0);
+	struct req r = post(VIRTIO_BLK_T_GET_ID, 0, 20, true);
+	run_one(&r);
+	cr_assert_eq(memcmp(vdrv_host(&drv, r.data, 9), "from-opt", 9), 0);
+	stop();
+	snprintf(opt, sizeof(opt), "%s.missing", path);
+	cr_assert_eq(disk_config_parse(opt, &cfg), 0);
+	cr_assert_eq(virtio_blk_create_from_config(&blk, &mem, &cfg), -ENOENT);
+}

@@ -83,7 +83,12 @@ void virtio_set_needs_reset_locked(struct virtio_device *vd, const char *why)
 {
 	if (vd->status & VIRTIO_STATUS_NEEDS_RESET)
 		return;
-	kite_warn("%s: guest error, device needs reset: %s", vd->name, why);
+	/* A guest can break and reset the device in a loop: the first few
+	 * errors are worth a warning, the rest only a debug line. */
+	if (vd->guest_errors++ < 8)
+		kite_warn("%s: guest error, device needs reset: %s", vd->name, why);
+	else
+		kite_debug("%s: guest error, device needs reset: %s", vd->name, why);
 	vd->status |= VIRTIO_STATUS_NEEDS_RESET;
 	/* 2.1.2: a device that sets NEEDS_RESET after DRIVER_OK sends a
 	 * configuration change notification. */
@@ -95,12 +100,12 @@ static bool features_acceptable(struct virtio_device *vd)
 {
 	uint64_t f = vd->driver_features;
 	if (f & ~vd->host_features) {
-		kite_warn("%s: driver accepted features never offered (0x%llx)", vd->name,
+		kite_debug("%s: driver accepted features never offered (0x%llx)", vd->name,
 			  (unsigned long long)(f & ~vd->host_features));
 		return false;
 	}
 	if (!(f & VIRTIO_BIT(VIRTIO_F_VERSION_1))) {
-		kite_warn("%s: driver did not accept VIRTIO_F_VERSION_1 (legacy drivers unsupported)",
+		kite_debug("%s: driver did not accept VIRTIO_F_VERSION_1 (legacy drivers unsupported)",
 			  vd->name);
 		return false;
 	}

@@ -88,6 +88,7 @@ struct virtio_device {
 	unsigned nr_queues;
 	struct virtq *queues;      /* nr_queues entries, owned by the device */
 	struct virtio_transport_hooks hooks;
+	unsigned guest_errors;     /* NEEDS_RESET events, to bound the log */
 	pthread_mutex_t lock;
 };
 

@@ -352,6 +352,19 @@ int virtio_blk_create(struct virtio_blk **out, const struct guest_memory *mem,
 	return 0;
 }
 
+int virtio_blk_create_from_config(struct virtio_blk **out, const struct guest_memory *mem,
+				  const struct disk_config *cfg)
+{
+	struct blk_backend *be;
+	int ret = blk_open(&be, cfg->path, cfg->readonly, cfg->engine);
+	if (ret)
+		return ret;
+	ret = virtio_blk_create(out, mem, be, cfg->id);
+	if (ret)
+		blk_close(be);
+	return ret;
+}
+
 void virtio_blk_destroy(struct virtio_blk *b)
 {
 	if (!b)

@@ -62,6 +62,10 @@ struct virtio_blk;
  * `id` is the serial GET_ID returns (at most 20 bytes are used). */
 int virtio_blk_create(struct virtio_blk **out, const struct guest_memory *mem,
 		      struct blk_backend *be, const char *id);
+/* Open the disk a --disk option describes and create its device: the
+ * backend with the configured engine (read-only when asked), serial = id. */
+int virtio_blk_create_from_config(struct virtio_blk **out, const struct guest_memory *mem,
+				  const struct disk_config *cfg);
 void virtio_blk_destroy(struct virtio_blk *blk);
 struct virtio_device *virtio_blk_vdev(struct virtio_blk *blk);
 
