@@ -74,6 +74,13 @@ void blk_kick(struct blk_backend *be);
  * Short transfers are retried; EOF inside the image reads as an error. */
 int blk_execute(struct blk_backend *be, struct blk_io *io);
 
+/* The worker pool behind the threads engine, reusable by other engines:
+ * requests run in FIFO order on up to 4 threads (block_threads.c). */
+struct blk_pool;
+struct blk_pool *blk_pool_create(struct blk_backend *be, int threads, int *err);
+void blk_pool_submit(struct blk_pool *p, struct blk_io *io);
+void blk_pool_destroy(struct blk_pool *p);
+
 const char *blk_engine_name(enum blk_engine e);
 int blk_engine_parse(const char *text, enum blk_engine *out);
 

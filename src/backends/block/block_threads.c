@@ -1,6 +1,7 @@
 /* The worker-pool engine: requests go on a FIFO, a few threads run them
  * with blocking preadv/pwritev/fdatasync and call the completion. Several
- * requests are in flight at once (one per worker). */
+ * requests are in flight at once (one per worker). The pool is also used
+ * by the io_uring engine for buffered writes (see block_uring.c). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -9,7 +10,8 @@
 
 #define BLK_POOL_THREADS 4
 
-struct pool {
+struct blk_pool {
+	struct blk_backend *be;
 	pthread_mutex_t lock;
 	pthread_cond_t work;
 	struct blk_io *head, *tail;
@@ -20,8 +22,8 @@ struct pool {
 
 static void *worker(void *arg)
 {
-	struct blk_backend *be = arg;
-	struct pool *p = be->priv;
+	struct blk_pool *p = arg;
+	struct blk_backend *be = p->be;
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		while (!p->head && !p->stopping)
@@ -40,30 +42,32 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-static void pool_stop(struct blk_backend *be);
-
-static int pool_start(struct blk_backend *be)
+struct blk_pool *blk_pool_create(struct blk_backend *be, int threads, int *err)
 {
-	struct pool *p = calloc(1, sizeof(*p));
-	if (!p)
-		return -ENOMEM;
+	struct blk_pool *p = calloc(1, sizeof(*p));
+	if (!p) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	p->be = be;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->work, NULL);
-	be->priv = p;
-	for (int i = 0; i < BLK_POOL_THREADS; i++) {
-		int err = pthread_create(&p->threads[i], NULL, worker, be);
-		if (err) {
-			pool_stop(be);
-			return -err;
+	if (threads > BLK_POOL_THREADS)
+		threads = BLK_POOL_THREADS;
+	for (int i = 0; i < threads; i++) {
+		int e = pthread_create(&p->threads[i], NULL, worker, p);
+		if (e) {
+			blk_pool_destroy(p);
+			*err = -e;
+			return NULL;
 		}
 		p->nr_threads++;
 	}
-	return 0;
+	return p;
 }
 
-static void pool_submit(struct blk_backend *be, struct blk_io *io)
+void blk_pool_submit(struct blk_pool *p, struct blk_io *io)
 {
-	struct pool *p = be->priv;
 	io->next = NULL;
 	pthread_mutex_lock(&p->lock);
 	if (p->tail)
@@ -75,9 +79,9 @@ static void pool_submit(struct blk_backend *be, struct blk_io *io)
 	pthread_mutex_unlock(&p->lock);
 }
 
-static void pool_stop(struct blk_backend *be)
+/* Runs what is queued, then joins the workers. */
+void blk_pool_destroy(struct blk_pool *p)
 {
-	struct pool *p = be->priv;
 	if (!p)
 		return;
 	pthread_mutex_lock(&p->lock);
@@ -89,6 +93,23 @@ static void pool_stop(struct blk_backend *be)
 	pthread_cond_destroy(&p->work);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
+}
+
+static int pool_start(struct blk_backend *be)
+{
+	int err = 0;
+	be->priv = blk_pool_create(be, BLK_POOL_THREADS, &err);
+	return be->priv ? 0 : err;
+}
+
+static void pool_submit(struct blk_backend *be, struct blk_io *io)
+{
+	blk_pool_submit(be->priv, io);
+}
+
+static void pool_stop(struct blk_backend *be)
+{
+	blk_pool_destroy(be->priv);
 	be->priv = NULL;
 }
 
