@@ -62,12 +62,15 @@ $(FUZZ_DIR)/%: tests/fuzz/%.c $(FUZZ_LIB) $(wildcard src/devices/virtio/*.h src/
 
 fuzz: $(FUZZ_BINS)
 
-fuzz-quick: $(FUZZ_BINS)
-	@for f in $(FUZZ_BINS); do \
+fuzz-quick:
+	@if ! command -v $(FUZZ_CC) >/dev/null; then \
+		echo "fuzz-quick: skipped, $(FUZZ_CC) (libFuzzer) is not installed"; exit 0; fi; \
+	$(MAKE) --no-print-directory fuzz || exit 1; \
+	for f in $(FUZZ_BINS); do \
 		mkdir -p $$f.corpus; \
 		echo "fuzz: $$f ($(FUZZ_SECS) s)"; \
 		$$f -max_total_time=$(FUZZ_SECS) -seed=1 -print_final_stats=0 \
-		    -error_exitcode=77 $$f.corpus 2>$$f.log || { tail -40 $$f.log; exit 1; }; \
+		    -error_exitcode=77 -artifact_prefix=$$f- $$f.corpus 2>$$f.log || { tail -40 $$f.log; exit 1; }; \
 		grep -E '^Done [0-9]+ runs' $$f.log || true; \
 	done
 
