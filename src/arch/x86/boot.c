@@ -201,6 +201,9 @@ int x86_boot_load_image(struct boot_ctx *ctx)
 		return boot_multiboot(ctx, (size_t)mb);
 	if (elf64_probe(ctx->kernel, ctx->kernel_size))
 		return boot_elf64(ctx);
+	if (mb == -2)
+		return boot_error(ctx, -ENOEXEC,
+				  "kite: '%s': multiboot header has a bad checksum", ctx->kernel_path);
 	return boot_error(ctx, -ENOEXEC,
 			  "kite: '%s' is not a kernel kite can load (accepted: Linux bzImage, "
 			  "ELF vmlinux, multiboot v1 ELF)", ctx->kernel_path);
