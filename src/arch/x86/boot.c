@@ -2,6 +2,7 @@
  * every entry path shares (reset state, boot GDT, identity page tables,
  * command line, initrd placement). The formats live in boot_linux.c
  * (bzImage, ELF vmlinux) and boot_multiboot.c. */
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -187,6 +188,174 @@ int boot_place_initrd(struct boot_ctx *ctx, uint64_t lo, uint64_t hi, uint64_t *
 				  ctx->initrd_path);
 	*addr = a;
 	return 0;
+}
+
+/* ---- ELF executables ---- */
+
+int boot_check_dest(struct boot_ctx *ctx, uint64_t addr, uint64_t len, const char *what)
+{
+	if (len == 0)
+		return 0;
+	if (addr < LAYOUT_HIGH_MEMORY)
+		return boot_error(ctx, -EINVAL,
+				  "kite: '%s': %s at %#lx is below 1 MiB, where kite keeps its boot "
+				  "data", ctx->kernel_path, what, (unsigned long)addr);
+	if (addr + len < addr || addr + len > MEM_4G || !gm_ptr(ctx->mem, addr, len))
+		return boot_error(ctx, -ENOMEM,
+				  "kite: '%s': %s [%#lx, +%#lx) is outside guest RAM (%lu MiB)",
+				  ctx->kernel_path, what, (unsigned long)addr, (unsigned long)len,
+				  (unsigned long)(ctx->mem->ram_size >> 20));
+	return 0;
+}
+
+/* One program header, whichever ELF class it came from. */
+struct seg {
+	uint32_t type;
+	uint64_t offset, vaddr, paddr, filesz, memsz;
+};
+
+static int load_seg(struct boot_ctx *ctx, const struct seg *s, unsigned idx, struct boot_elf *out)
+{
+	char what[48];
+	snprintf(what, sizeof(what), "ELF segment %u", idx);
+	if (s->filesz > s->memsz)
+		return boot_error(ctx, -ENOEXEC, "kite: '%s': %s has file size above memory size",
+				  ctx->kernel_path, what);
+	if (s->offset > ctx->kernel_size || s->filesz > ctx->kernel_size - s->offset)
+		return boot_error(ctx, -ENOEXEC,
+				  "kite: '%s' is truncated: %s needs file bytes [%#lx, +%#lx), "
+				  "the file has %zu", ctx->kernel_path, what, (unsigned long)s->offset,
+				  (unsigned long)s->filesz, ctx->kernel_size);
+	int ret = boot_check_dest(ctx, s->paddr, s->memsz, what);
+	if (ret)
+		return ret;
+	if (s->memsz == 0)
+		return 0;
+	uint8_t *dst = gm_ptr(ctx->mem, s->paddr, s->memsz);
+	memcpy(dst, ctx->kernel + s->offset, s->filesz);
+	memset(dst + s->filesz, 0, s->memsz - s->filesz);
+	if (s->paddr < out->lo)
+		out->lo = s->paddr;
+	if (s->paddr + s->memsz > out->hi)
+		out->hi = s->paddr + s->memsz;
+	return 0;
+}
+
+/* Looks for the PVH entry note (name "Xen", type XEN_ELFNOTE_PHYS32_ENTRY)
+ * in one PT_NOTE segment; notes are 4-byte aligned records. */
+#define XEN_ELFNOTE_PHYS32_ENTRY 18
+static void scan_notes(struct boot_ctx *ctx, const struct seg *s, struct boot_elf *out)
+{
+	if (s->offset > ctx->kernel_size || s->filesz > ctx->kernel_size - s->offset)
+		return;
+	const uint8_t *p = ctx->kernel + s->offset;
+	uint64_t left = s->filesz;
+	while (left >= 12) {
+		uint32_t namesz, descsz, type;
+		memcpy(&namesz, p, 4);
+		memcpy(&descsz, p + 4, 4);
+		memcpy(&type, p + 8, 4);
+		uint64_t name_len = ((uint64_t)namesz + 3) & ~3ULL;
+		uint64_t desc_len = ((uint64_t)descsz + 3) & ~3ULL;
+		if (name_len > left - 12 || desc_len > left - 12 - name_len)
+			return;
+		const uint8_t *name = p + 12, *desc = name + name_len;
+		if (type == XEN_ELFNOTE_PHYS32_ENTRY && namesz == 4 && memcmp(name, "Xen", 4) == 0 &&
+		    (descsz == 4 || descsz == 8)) {
+			uint64_t v = 0;
+			memcpy(&v, desc, descsz); /* little-endian: low half first */
+			if (v < MEM_4G) {
+				out->has_pvh = true;
+				out->pvh_entry = (uint32_t)v;
+			}
+			return;
+		}
+		p += 12 + name_len + desc_len;
+		left -= 12 + name_len + desc_len;
+	}
+}
+
+int boot_load_elf(struct boot_ctx *ctx, bool allow32, struct boot_elf *out)
+{
+	const uint8_t *k = ctx->kernel;
+	size_t size = ctx->kernel_size;
+	memset(out, 0, sizeof(*out));
+	if (size < EI_NIDENT || memcmp(k, ELFMAG, SELFMAG) != 0)
+		return boot_error(ctx, -ENOEXEC, "kite: '%s' is not an ELF file", ctx->kernel_path);
+	out->is64 = k[EI_CLASS] == ELFCLASS64;
+	if ((!out->is64 && !(allow32 && k[EI_CLASS] == ELFCLASS32)) || k[EI_DATA] != ELFDATA2LSB)
+		return boot_error(ctx, -ENOEXEC, "kite: '%s': unsupported ELF class or byte order",
+				  ctx->kernel_path);
+	uint64_t phoff, entry;
+	unsigned phnum, phentsize, machine, type;
+	if (out->is64) {
+		Elf64_Ehdr eh;
+		if (size < sizeof(eh))
+			goto trunc;
+		memcpy(&eh, k, sizeof(eh));
+		phoff = eh.e_phoff; phnum = eh.e_phnum; phentsize = eh.e_phentsize;
+		entry = eh.e_entry; machine = eh.e_machine; type = eh.e_type;
+		if (phentsize != sizeof(Elf64_Phdr) || machine != EM_X86_64)
+			goto bad;
+	} else {
+		Elf32_Ehdr eh;
+		if (size < sizeof(eh))
+			goto trunc;
+		memcpy(&eh, k, sizeof(eh));
+		phoff = eh.e_phoff; phnum = eh.e_phnum; phentsize = eh.e_phentsize;
+		entry = eh.e_entry; machine = eh.e_machine; type = eh.e_type;
+		if (phentsize != sizeof(Elf32_Phdr) || machine != EM_386)
+			goto bad;
+	}
+	if (type != ET_EXEC)
+		goto bad;
+	if (phnum == 0 || phoff > size || (uint64_t)phnum * phentsize > size - phoff)
+		goto trunc;
+
+	unsigned loaded = 0;
+	bool entry_set = false;
+	out->lo = UINT64_MAX;
+	for (unsigned i = 0; i < phnum; i++) {
+		struct seg s;
+		const uint8_t *p = k + phoff + (uint64_t)i * phentsize;
+		if (out->is64) {
+			Elf64_Phdr ph;
+			memcpy(&ph, p, sizeof(ph));
+			s = (struct seg){ ph.p_type, ph.p_offset, ph.p_vaddr, ph.p_paddr, ph.p_filesz,
+					  ph.p_memsz };
+		} else {
+			Elf32_Phdr ph;
+			memcpy(&ph, p, sizeof(ph));
+			s = (struct seg){ ph.p_type, ph.p_offset, ph.p_vaddr, ph.p_paddr, ph.p_filesz,
+					  ph.p_memsz };
+		}
+		if (s.type == PT_NOTE && !out->has_pvh)
+			scan_notes(ctx, &s, out);
+		if (s.type != PT_LOAD)
+			continue;
+		int ret = load_seg(ctx, &s, i, out);
+		if (ret)
+			return ret;
+		loaded++;
+		/* A kernel linked high but loaded low (vaddr != paddr) gets
+		 * its entry translated, as GRUB does for multiboot. */
+		if (!entry_set && entry >= s.vaddr && entry - s.vaddr < s.memsz) {
+			entry = entry - s.vaddr + s.paddr;
+			entry_set = true;
+		}
+	}
+	if (!loaded)
+		return boot_error(ctx, -ENOEXEC, "kite: '%s': ELF file has no loadable segment",
+				  ctx->kernel_path);
+	out->entry = entry;
+	return 0;
+trunc:
+	return boot_error(ctx, -ENOEXEC, "kite: '%s' is truncated (ELF headers cut short)",
+			  ctx->kernel_path);
+bad:
+	return boot_error(ctx, -ENOEXEC,
+			  "kite: '%s': ELF kernel must be an x86 executable (ET_EXEC, %s)",
+			  ctx->kernel_path, allow32 ? "i386 or x86-64" : "x86-64");
 }
 
 /* ---- format detection and file reading ---- */

@@ -4,7 +4,6 @@
  * loaded from the header's address fields (the "a.out kludge", flag 16)
  * when present, else from the ELF program headers (ELF32, or ELF64 with a
  * 32-bit entry point). */
-#include <elf.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -76,27 +75,11 @@ long multiboot_find_header(const uint8_t *img, size_t size)
 	return bad;
 }
 
-/* Where the loaded image ends, for placing the module above it. */
+/* Where the loaded image lies, for placing the module above it. */
 struct mb_load {
 	uint64_t lo, hi;
 	uint32_t entry;
 };
-
-static int check_dest(struct boot_ctx *ctx, uint64_t addr, uint64_t len, const char *what)
-{
-	if (len == 0)
-		return 0;
-	if (addr < LAYOUT_HIGH_MEMORY)
-		return boot_error(ctx, -EINVAL,
-				  "kite: '%s': %s at %#lx is below 1 MiB, where kite keeps its boot "
-				  "data", ctx->kernel_path, what, (unsigned long)addr);
-	if (addr + len < addr || addr + len > MEM_4G || !gm_ptr(ctx->mem, addr, len))
-		return boot_error(ctx, -ENOMEM,
-				  "kite: '%s': %s [%#lx, +%#lx) is outside guest RAM (%lu MiB)",
-				  ctx->kernel_path, what, (unsigned long)addr, (unsigned long)len,
-				  (unsigned long)(ctx->mem->ram_size >> 20));
-	return 0;
-}
 
 static int load_aout(struct boot_ctx *ctx, size_t hoff, struct mb_load *ld)
 {
@@ -134,7 +117,7 @@ static int load_aout(struct boot_ctx *ctx, size_t hoff, struct mb_load *ld)
 					  ctx->kernel_path, bss_end);
 		memsz = bss_end - load_addr;
 	}
-	int ret = check_dest(ctx, load_addr, memsz, "multiboot image");
+	int ret = boot_check_dest(ctx, load_addr, memsz, "multiboot image");
 	if (ret)
 		return ret;
 	if (entry < load_addr || entry - load_addr >= memsz)
@@ -150,123 +133,24 @@ static int load_aout(struct boot_ctx *ctx, size_t hoff, struct mb_load *ld)
 	return 0;
 }
 
-/* One PT_LOAD, whichever ELF class it came from. */
-struct seg {
-	uint64_t offset, vaddr, paddr, filesz, memsz;
-};
-
-static int load_seg(struct boot_ctx *ctx, const struct seg *s, int idx, struct mb_load *ld)
-{
-	char what[48];
-	snprintf(what, sizeof(what), "ELF segment %d", idx);
-	if (s->filesz > s->memsz)
-		return boot_error(ctx, -ENOEXEC, "kite: '%s': %s has file size above memory size",
-				  ctx->kernel_path, what);
-	if (s->offset > ctx->kernel_size || s->filesz > ctx->kernel_size - s->offset)
-		return boot_error(ctx, -ENOEXEC,
-				  "kite: '%s' is truncated: %s needs file bytes [%#lx, +%#lx), "
-				  "the file has %zu", ctx->kernel_path, what, (unsigned long)s->offset,
-				  (unsigned long)s->filesz, ctx->kernel_size);
-	int ret = check_dest(ctx, s->paddr, s->memsz, what);
-	if (ret)
-		return ret;
-	if (s->memsz == 0)
-		return 0;
-	uint8_t *dst = gm_ptr(ctx->mem, s->paddr, s->memsz);
-	memcpy(dst, ctx->kernel + s->offset, s->filesz);
-	memset(dst + s->filesz, 0, s->memsz - s->filesz);
-	if (s->paddr < ld->lo)
-		ld->lo = s->paddr;
-	if (s->paddr + s->memsz > ld->hi)
-		ld->hi = s->paddr + s->memsz;
-	return 0;
-}
-
 static int load_elf(struct boot_ctx *ctx, struct mb_load *ld)
 {
-	const uint8_t *k = ctx->kernel;
-	size_t size = ctx->kernel_size;
-	if (size < EI_NIDENT || memcmp(k, ELFMAG, SELFMAG) != 0)
+	if (ctx->kernel_size < 4 || memcmp(ctx->kernel, "\177ELF", 4) != 0)
 		return boot_error(ctx, -ENOEXEC,
 				  "kite: '%s' has a multiboot header but is not ELF and has no "
 				  "address fields (flag 16)", ctx->kernel_path);
-	bool is64 = k[EI_CLASS] == ELFCLASS64;
-	if ((k[EI_CLASS] != ELFCLASS32 && !is64) || k[EI_DATA] != ELFDATA2LSB)
-		return boot_error(ctx, -ENOEXEC, "kite: '%s': unsupported ELF class or byte order",
-				  ctx->kernel_path);
-	uint64_t phoff, entry;
-	unsigned phnum, phentsize, machine, type;
-	if (is64) {
-		Elf64_Ehdr eh;
-		if (size < sizeof(eh))
-			goto trunc;
-		memcpy(&eh, k, sizeof(eh));
-		phoff = eh.e_phoff; phnum = eh.e_phnum; phentsize = eh.e_phentsize;
-		entry = eh.e_entry; machine = eh.e_machine; type = eh.e_type;
-		if (phentsize != sizeof(Elf64_Phdr) || machine != EM_X86_64)
-			goto bad;
-	} else {
-		Elf32_Ehdr eh;
-		if (size < sizeof(eh))
-			goto trunc;
-		memcpy(&eh, k, sizeof(eh));
-		phoff = eh.e_phoff; phnum = eh.e_phnum; phentsize = eh.e_phentsize;
-		entry = eh.e_entry; machine = eh.e_machine; type = eh.e_type;
-		if (phentsize != sizeof(Elf32_Phdr) || machine != EM_386)
-			goto bad;
-	}
-	if (type != ET_EXEC)
-		goto bad;
-	if (phnum == 0 || phoff > size || (uint64_t)phnum * phentsize > size - phoff)
-		goto trunc;
-
-	int loaded = 0;
-	bool entry_set = false;
-	ld->lo = UINT64_MAX;
-	ld->hi = 0;
-	for (unsigned i = 0; i < phnum; i++) {
-		struct seg s;
-		const uint8_t *p = k + phoff + (uint64_t)i * phentsize;
-		if (is64) {
-			Elf64_Phdr ph;
-			memcpy(&ph, p, sizeof(ph));
-			if (ph.p_type != PT_LOAD)
-				continue;
-			s = (struct seg){ ph.p_offset, ph.p_vaddr, ph.p_paddr, ph.p_filesz, ph.p_memsz };
-		} else {
-			Elf32_Phdr ph;
-			memcpy(&ph, p, sizeof(ph));
-			if (ph.p_type != PT_LOAD)
-				continue;
-			s = (struct seg){ ph.p_offset, ph.p_vaddr, ph.p_paddr, ph.p_filesz, ph.p_memsz };
-		}
-		int ret = load_seg(ctx, &s, (int)i, ld);
-		if (ret)
-			return ret;
-		loaded++;
-		/* A kernel linked high but loaded low (vaddr != paddr) gets
-		 * its entry translated, as GRUB does. */
-		if (!entry_set && entry >= s.vaddr && entry - s.vaddr < s.memsz) {
-			entry = entry - s.vaddr + s.paddr;
-			entry_set = true;
-		}
-	}
-	if (!loaded)
-		return boot_error(ctx, -ENOEXEC, "kite: '%s': ELF file has no loadable segment",
-				  ctx->kernel_path);
-	if (entry >= MEM_4G || !gm_is_ram(ctx->mem, entry))
+	struct boot_elf elf;
+	int ret = boot_load_elf(ctx, true, &elf);
+	if (ret)
+		return ret;
+	if (elf.entry >= MEM_4G || !gm_is_ram(ctx->mem, elf.entry))
 		return boot_error(ctx, -ENOEXEC,
 				  "kite: '%s': ELF entry point %#lx is not in 32-bit guest RAM",
-				  ctx->kernel_path, (unsigned long)entry);
-	ld->entry = (uint32_t)entry;
+				  ctx->kernel_path, (unsigned long)elf.entry);
+	ld->lo = elf.lo;
+	ld->hi = elf.hi;
+	ld->entry = (uint32_t)elf.entry;
 	return 0;
-trunc:
-	return boot_error(ctx, -ENOEXEC, "kite: '%s' is truncated (ELF headers cut short)",
-			  ctx->kernel_path);
-bad:
-	return boot_error(ctx, -ENOEXEC,
-			  "kite: '%s': multiboot ELF must be an x86 executable (ET_EXEC, i386 or "
-			  "x86-64)", ctx->kernel_path);
 }
 
 int boot_multiboot(struct boot_ctx *ctx, size_t hoff)

@@ -51,6 +51,24 @@ int boot_elf64(struct boot_ctx *ctx);
 long multiboot_find_header(const uint8_t *img, size_t size);
 int boot_multiboot(struct boot_ctx *ctx, size_t hdr_off);
 
+/* An ELF executable loaded from its PT_LOAD program headers at their
+ * physical addresses (p_paddr). */
+struct boot_elf {
+	uint64_t lo, hi;     /* guest-physical range the segments cover */
+	uint64_t entry;      /* e_entry, translated to physical when it lies in
+			      * a segment linked at a different virtual address */
+	bool is64;
+	bool has_pvh;        /* XEN_ELFNOTE_PHYS32_ENTRY note present */
+	uint32_t pvh_entry;
+};
+/* Loads ELF32 (when allow32) or ELF64 x86 executables; every offset, size
+ * and destination is checked against the file and guest RAM (destinations
+ * must be at or above 1 MiB and below 4 GiB). */
+int boot_load_elf(struct boot_ctx *ctx, bool allow32, struct boot_elf *out);
+/* 0 when [addr, addr+len) is guest RAM at or above 1 MiB and below 4 GiB,
+ * else an error naming `what`. */
+int boot_check_dest(struct boot_ctx *ctx, uint64_t addr, uint64_t len, const char *what);
+
 /* Helpers shared by the loaders. */
 int boot_write_gdt(struct guest_memory *mem, bool long_mode);
 int boot_write_page_tables(struct guest_memory *mem);
