@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "arch/x86/boot_priv.h"
+#include "arch/x86/bzimage.h"
 #include "arch/x86/layout.h"
 
 int boot_error(struct boot_ctx *ctx, int ret, const char *fmt, ...)

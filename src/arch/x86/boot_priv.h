@@ -43,7 +43,6 @@ int boot_error(struct boot_ctx *ctx, int ret, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* Format probes and loaders. */
-bool bzimage_probe(const uint8_t *img, size_t size);
 int boot_bzimage(struct boot_ctx *ctx);
 bool elf64_probe(const uint8_t *img, size_t size);
 int boot_elf64(struct boot_ctx *ctx);
