@@ -37,9 +37,16 @@ fi
 mkdir -p "$dir"
 tmp=$(mktemp -d "$dir/tmp.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-(cd "$tmp" && apt-get download -qq "$pkg" >/dev/null 2>&1) ||
+download() { (cd "$tmp" && apt-get download -qq "$pkg" >/dev/null 2>&1); }
+if ! download; then
+	# Stale package lists name a version the mirror no longer has: refresh once.
+	SUDO=""
+	[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+	echo "fetch-kernel: download of $pkg failed; running apt-get update and retrying" >&2
+	$SUDO apt-get update -qq || true
 	(cd "$tmp" && apt-get download "$pkg" >&2) ||
-	{ echo "fetch-kernel: apt-get download $pkg failed" >&2; exit 1; }
+		{ echo "fetch-kernel: apt-get download $pkg failed" >&2; exit 1; }
+fi
 deb=$(ls "$tmp"/*.deb | head -n1)
 # Only boot/ is needed: stream the package's tar and take that, which is much
 # faster than dpkg-deb -x of every module; fall back to -x if tar balks.

@@ -339,3 +339,44 @@ Test(boot_multiboot, module_too_large)
 	cr_assert(strstr(f.err, "big.img") && strstr(f.err, "does not fit"), "%s", f.err);
 	guest_memory_destroy(&f.mem);
 }
+
+/* ELF64 carrying a multiboot header and a 32-bit entry point (how a test
+ * guest built with gcc -m64 and a .code32 start looks). */
+Test(boot_multiboot, elf64_with_32bit_entry)
+{
+	static uint8_t img[0x400];
+	memset(img, 0, sizeof(img));
+	Elf64_Ehdr eh = { 0 };
+	memcpy(eh.e_ident, ELFMAG, SELFMAG);
+	eh.e_ident[EI_CLASS] = ELFCLASS64;
+	eh.e_ident[EI_DATA] = ELFDATA2LSB;
+	eh.e_ident[EI_VERSION] = EV_CURRENT;
+	eh.e_type = ET_EXEC;
+	eh.e_machine = EM_X86_64;
+	eh.e_entry = 0x100020;
+	eh.e_phoff = sizeof(eh);
+	eh.e_phentsize = sizeof(Elf64_Phdr);
+	eh.e_phnum = 1;
+	memcpy(img, &eh, sizeof(eh));
+	Elf64_Phdr ph = { .p_type = PT_LOAD, .p_offset = 0x100, .p_vaddr = 0x100000,
+			  .p_paddr = 0x100000, .p_filesz = 0x300, .p_memsz = 0x300 };
+	memcpy(img + sizeof(eh), &ph, sizeof(ph));
+	mb_header(img + 0x100, 0x2);
+	struct mb_fixture f;
+	fixture(&f, 16ULL << 20, img, sizeof(img));
+	cr_assert_eq(x86_boot_load_image(&f.ctx), 0, "%s", f.err);
+	check_prot32(&f.cpu, 0x100020);
+	check_info(&f, false);
+	guest_memory_destroy(&f.mem);
+}
+
+Test(boot_multiboot, header_past_8k_is_not_found)
+{
+	static uint8_t img[0x3000];
+	memset(img, 0, sizeof(img));
+	mb_header(img + 0x2000, 0x3);
+	cr_assert_eq(multiboot_find_header(img, sizeof(img)), -1);
+	mb_header(img + 0x1FF4, 0x3); /* last slot that fits in 8 KiB */
+	cr_assert_eq(multiboot_find_header(img, sizeof(img)), 0x1FF4);
+	cr_assert_eq(multiboot_find_header(img, 0x1FF8), -1, "header cut by end of file");
+}
