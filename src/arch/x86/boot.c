@@ -164,10 +164,10 @@ long boot_write_cmdline(struct boot_ctx *ctx, uint64_t max_len)
 		max_len = LAYOUT_CMDLINE_MAX;
 	if (len + 1 > max_len)
 		return boot_error(ctx, -E2BIG,
-				  "kite: the command line is %zu bytes; '%s' accepts at most %lu",
+				  "the command line is %zu bytes; '%s' accepts at most %lu",
 				  len, ctx->kernel_path, (unsigned long)(max_len ? max_len - 1 : 0));
 	if (gm_write(ctx->mem, LAYOUT_CMDLINE, c, len + 1))
-		return boot_error(ctx, -EFAULT, "kite: no guest RAM for the command line");
+		return boot_error(ctx, -EFAULT, "no guest RAM for the command line");
 	return (long)len;
 }
 
@@ -180,12 +180,12 @@ int boot_place_initrd(struct boot_ctx *ctx, uint64_t lo, uint64_t hi, uint64_t *
 	lo = (lo + 0xFFF) & ~0xFFFULL;
 	if (size == 0 || hi < lo || hi - lo < size)
 		return boot_error(ctx, -ENOMEM,
-				  "kite: initrd '%s' (%zu bytes) does not fit in guest memory "
+				  "initrd '%s' (%zu bytes) does not fit in guest memory "
 				  "between the kernel and %#lx; give the guest more --memory",
 				  ctx->initrd_path, ctx->initrd_size, (unsigned long)hi);
 	uint64_t a = (hi - size) & ~0xFFFULL;
 	if (gm_write(ctx->mem, a, ctx->initrd, size))
-		return boot_error(ctx, -EFAULT, "kite: initrd '%s' does not fit in guest RAM",
+		return boot_error(ctx, -EFAULT, "initrd '%s' does not fit in guest RAM",
 				  ctx->initrd_path);
 	*addr = a;
 	return 0;
@@ -199,11 +199,11 @@ int boot_check_dest(struct boot_ctx *ctx, uint64_t addr, uint64_t len, const cha
 		return 0;
 	if (addr < LAYOUT_HIGH_MEMORY)
 		return boot_error(ctx, -EINVAL,
-				  "kite: '%s': %s at %#lx is below 1 MiB, where kite keeps its boot "
+				  "kernel '%s': %s at %#lx is below 1 MiB, where kite keeps its boot "
 				  "data", ctx->kernel_path, what, (unsigned long)addr);
 	if (addr + len < addr || addr + len > MEM_4G || !gm_ptr(ctx->mem, addr, len))
 		return boot_error(ctx, -ENOMEM,
-				  "kite: '%s': %s [%#lx, +%#lx) is outside guest RAM (%lu MiB)",
+				  "kernel '%s': %s [%#lx, +%#lx) is outside guest RAM (%lu MiB)",
 				  ctx->kernel_path, what, (unsigned long)addr, (unsigned long)len,
 				  (unsigned long)(ctx->mem->ram_size >> 20));
 	return 0;
@@ -220,11 +220,11 @@ static int load_seg(struct boot_ctx *ctx, const struct seg *s, unsigned idx, str
 	char what[48];
 	snprintf(what, sizeof(what), "ELF segment %u", idx);
 	if (s->filesz > s->memsz)
-		return boot_error(ctx, -ENOEXEC, "kite: '%s': %s has file size above memory size",
+		return boot_error(ctx, -ENOEXEC, "kernel '%s': %s has file size above memory size",
 				  ctx->kernel_path, what);
 	if (s->offset > ctx->kernel_size || s->filesz > ctx->kernel_size - s->offset)
 		return boot_error(ctx, -ENOEXEC,
-				  "kite: '%s' is truncated: %s needs file bytes [%#lx, +%#lx), "
+				  "kernel '%s' is truncated: %s needs file bytes [%#lx, +%#lx), "
 				  "the file has %zu", ctx->kernel_path, what, (unsigned long)s->offset,
 				  (unsigned long)s->filesz, ctx->kernel_size);
 	int ret = boot_check_dest(ctx, s->paddr, s->memsz, what);
@@ -282,10 +282,10 @@ int boot_load_elf(struct boot_ctx *ctx, bool allow32, struct boot_elf *out)
 	size_t size = ctx->kernel_size;
 	memset(out, 0, sizeof(*out));
 	if (size < EI_NIDENT || memcmp(k, ELFMAG, SELFMAG) != 0)
-		return boot_error(ctx, -ENOEXEC, "kite: '%s' is not an ELF file", ctx->kernel_path);
+		return boot_error(ctx, -ENOEXEC, "kernel '%s' is not an ELF file", ctx->kernel_path);
 	out->is64 = k[EI_CLASS] == ELFCLASS64;
 	if ((!out->is64 && !(allow32 && k[EI_CLASS] == ELFCLASS32)) || k[EI_DATA] != ELFDATA2LSB)
-		return boot_error(ctx, -ENOEXEC, "kite: '%s': unsupported ELF class or byte order",
+		return boot_error(ctx, -ENOEXEC, "kernel '%s': unsupported ELF class or byte order",
 				  ctx->kernel_path);
 	uint64_t phoff, entry;
 	unsigned phnum, phentsize, machine, type;
@@ -346,16 +346,16 @@ int boot_load_elf(struct boot_ctx *ctx, bool allow32, struct boot_elf *out)
 		}
 	}
 	if (!loaded)
-		return boot_error(ctx, -ENOEXEC, "kite: '%s': ELF file has no loadable segment",
+		return boot_error(ctx, -ENOEXEC, "kernel '%s': ELF file has no loadable segment",
 				  ctx->kernel_path);
 	out->entry = entry;
 	return 0;
 trunc:
-	return boot_error(ctx, -ENOEXEC, "kite: '%s' is truncated (ELF headers cut short)",
+	return boot_error(ctx, -ENOEXEC, "kernel '%s' is truncated (ELF headers cut short)",
 			  ctx->kernel_path);
 bad:
 	return boot_error(ctx, -ENOEXEC,
-			  "kite: '%s': ELF kernel must be an x86 executable (ET_EXEC, %s)",
+			  "kernel '%s': ELF kernel must be an x86 executable (ET_EXEC, %s)",
 			  ctx->kernel_path, allow32 ? "i386 or x86-64" : "x86-64");
 }
 
@@ -373,9 +373,9 @@ int x86_boot_load_image(struct boot_ctx *ctx)
 		return boot_elf64(ctx);
 	if (mb == -2)
 		return boot_error(ctx, -ENOEXEC,
-				  "kite: '%s': multiboot header has a bad checksum", ctx->kernel_path);
+				  "kernel '%s': multiboot header has a bad checksum", ctx->kernel_path);
 	return boot_error(ctx, -ENOEXEC,
-			  "kite: '%s' is not a kernel kite can load (accepted: Linux bzImage, "
+			  "'%s' is not a kernel kite can load (accepted: Linux bzImage, "
 			  "ELF vmlinux, multiboot v1 ELF)", ctx->kernel_path);
 }
 
@@ -386,21 +386,21 @@ static int read_file(struct boot_ctx *ctx, const char *path, const char *what,
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
-		return boot_error(ctx, -e, "kite: cannot open %s '%s': %s", what, path, strerror(e));
+		return boot_error(ctx, -e, "cannot open %s '%s': %s", what, path, strerror(e));
 	}
 	struct stat st;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return boot_error(ctx, -EINVAL, "kite: %s '%s' is not a regular file", what, path);
+		return boot_error(ctx, -EINVAL, "%s '%s' is not a regular file", what, path);
 	}
 	if (st.st_size == 0) {
 		close(fd);
-		return boot_error(ctx, -ENOEXEC, "kite: %s '%s' is empty", what, path);
+		return boot_error(ctx, -ENOEXEC, "%s '%s' is empty", what, path);
 	}
 	if ((uint64_t)st.st_size > limit) {
 		close(fd);
 		return boot_error(ctx, -EFBIG,
-				  "kite: %s '%s' (%lld bytes) is too large for guest memory (%llu MiB)",
+				  "%s '%s' (%lld bytes) is too large for guest memory (%llu MiB)",
 				  what, path, (long long)st.st_size,
 				  (unsigned long long)(ctx->mem->ram_size >> 20));
 	}
@@ -408,7 +408,7 @@ static int read_file(struct boot_ctx *ctx, const char *path, const char *what,
 	uint8_t *buf = malloc(size);
 	if (!buf) {
 		close(fd);
-		return boot_error(ctx, -ENOMEM, "kite: no host memory to read %s '%s'", what, path);
+		return boot_error(ctx, -ENOMEM, "no host memory to read %s '%s'", what, path);
 	}
 	size_t got = 0;
 	while (got < size) {
@@ -419,7 +419,7 @@ static int read_file(struct boot_ctx *ctx, const char *path, const char *what,
 			int e = n < 0 ? errno : EIO;
 			free(buf);
 			close(fd);
-			return boot_error(ctx, -e, "kite: cannot read %s '%s': %s", what, path,
+			return boot_error(ctx, -e, "cannot read %s '%s': %s", what, path,
 					  n < 0 ? strerror(e) : "file shrank while reading");
 		}
 		got += (size_t)n;

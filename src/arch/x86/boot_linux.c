@@ -93,7 +93,7 @@ static int fill_boot_params(struct boot_ctx *ctx, uint8_t *bp, uint64_t initrd_a
 	struct e820_entry e[E820_MAX_ENTRIES];
 	int n = e820_build(ctx->mem, e, E820_MAX_ENTRIES);
 	if (n < 0)
-		return boot_error(ctx, n, "kite: cannot build the memory map");
+		return boot_error(ctx, n, "cannot build the memory map");
 	_Static_assert(E820_MAX_ENTRIES <= BP_E820_MAX, "e820 table fits boot_params");
 	_Static_assert(sizeof(struct e820_entry) == 20, "boot_params e820 entry is 20 bytes");
 	wr8(bp + BP_E820_ENTRIES, (uint8_t)n);
@@ -121,7 +121,7 @@ static int enter_64(struct boot_ctx *ctx, const uint8_t *bp, uint64_t rip)
 {
 	if (gm_write(ctx->mem, LAYOUT_ZERO_PAGE, bp, BP_SIZE) || boot_write_page_tables(ctx->mem) ||
 	    boot_write_gdt(ctx->mem, true))
-		return boot_error(ctx, -EFAULT, "kite: no guest RAM for the boot structures");
+		return boot_error(ctx, -EFAULT, "no guest RAM for the boot structures");
 	boot_enter_long64(ctx->cpu, rip);
 	ctx->cpu->gpr[RSI] = LAYOUT_ZERO_PAGE;
 	return 0;
@@ -135,7 +135,7 @@ int boot_bzimage(struct boot_ctx *ctx)
 	struct bzimage_hdr h;
 	char why[256];
 	if (bzimage_parse(img, ctx->kernel_size, &h, why, sizeof(why)))
-		return boot_error(ctx, -ENOEXEC, "kite: kernel '%s' %s", ctx->kernel_path, why);
+		return boot_error(ctx, -ENOEXEC, "kernel '%s' %s", ctx->kernel_path, why);
 
 	uint64_t low_end = gm_low_ram_end(ctx->mem);
 	uint64_t need = h.init_size > h.kernel_size ? h.init_size : h.kernel_size;
@@ -160,7 +160,7 @@ int boot_bzimage(struct boot_ctx *ctx)
 	uint64_t kernel_end = run + need;
 	if (run >= low_end || need > low_end - run)
 		return boot_error(ctx, -ENOMEM,
-				  "kite: kernel '%s' needs guest RAM up to %lu MiB (init_size %lu "
+				  "kernel '%s' needs guest RAM up to %lu MiB (init_size %lu "
 				  "MiB from %#lx); the guest has %lu MiB below 4 GiB: give it more "
 				  "--memory", ctx->kernel_path,
 				  (unsigned long)((kernel_end + MiB - 1) >> 20),
@@ -169,7 +169,7 @@ int boot_bzimage(struct boot_ctx *ctx)
 
 	/* The protected-mode kernel (everything after the setup code). */
 	if (gm_write(ctx->mem, load, img + h.setup_size, h.kernel_size))
-		return boot_error(ctx, -ENOMEM, "kite: kernel '%s' does not fit in guest RAM",
+		return boot_error(ctx, -ENOMEM, "kernel '%s' does not fit in guest RAM",
 				  ctx->kernel_path);
 
 	/* Command line, limited by what the kernel says it accepts. */
@@ -236,27 +236,27 @@ static int boot_pvh(struct boot_ctx *ctx, const struct boot_elf *elf, uint64_t i
 	struct e820_entry e[E820_MAX_ENTRIES];
 	int n = e820_build(ctx->mem, e, E820_MAX_ENTRIES);
 	if (n < 0)
-		return boot_error(ctx, n, "kite: cannot build the memory map");
+		return boot_error(ctx, n, "cannot build the memory map");
 	_Static_assert(PVH_MEMMAP + E820_MAX_ENTRIES * sizeof(struct hvm_memmap_entry) <=
 		       PVH_INFO_ADDR + 0x1000, "PVH memmap fits its page");
 	for (int i = 0; i < n; i++) {
 		struct hvm_memmap_entry m = { .addr = e[i].addr, .size = e[i].size,
 					      .type = e[i].type };
 		if (gm_write(ctx->mem, PVH_MEMMAP + i * sizeof(m), &m, sizeof(m)))
-			return boot_error(ctx, -EFAULT, "kite: no guest RAM for the PVH start info");
+			return boot_error(ctx, -EFAULT, "no guest RAM for the PVH start info");
 	}
 	si.memmap_entries = (uint32_t)n;
 	if (ctx->initrd) {
 		struct hvm_modlist_entry mod = { .paddr = initrd_addr, .size = ctx->initrd_size };
 		if (gm_write(ctx->mem, PVH_MODLIST, &mod, sizeof(mod)))
-			return boot_error(ctx, -EFAULT, "kite: no guest RAM for the PVH start info");
+			return boot_error(ctx, -EFAULT, "no guest RAM for the PVH start info");
 		si.nr_modules = 1;
 		si.modlist_paddr = PVH_MODLIST;
 	}
 	if (gm_write(ctx->mem, PVH_INFO_ADDR, &si, sizeof(si)) || boot_write_gdt(ctx->mem, false))
-		return boot_error(ctx, -EFAULT, "kite: no guest RAM for the PVH start info");
+		return boot_error(ctx, -EFAULT, "no guest RAM for the PVH start info");
 	if (!gm_is_ram(ctx->mem, elf->pvh_entry))
-		return boot_error(ctx, -ENOEXEC, "kite: '%s': PVH entry %#x is not in guest RAM",
+		return boot_error(ctx, -ENOEXEC, "kernel '%s': PVH entry %#x is not in guest RAM",
 				  ctx->kernel_path, elf->pvh_entry);
 	boot_enter_prot32(ctx->cpu, elf->pvh_entry);
 	ctx->cpu->gpr[RBX] = PVH_INFO_ADDR;
@@ -285,7 +285,7 @@ int boot_elf64(struct boot_ctx *ctx)
 	 * setup header fields a loader must set. */
 	if (elf.entry >= MEM_4G || !gm_is_ram(ctx->mem, elf.entry))
 		return boot_error(ctx, -ENOEXEC,
-				  "kite: '%s': ELF entry point %#lx is not in identity-mapped guest "
+				  "kernel '%s': ELF entry point %#lx is not in identity-mapped guest "
 				  "RAM", ctx->kernel_path, (unsigned long)elf.entry);
 	uint8_t bp[BP_SIZE] = { 0 };
 	wr16(bp + BZ_BOOT_FLAG, BZ_BOOT_FLAG_MAGIC);

@@ -85,13 +85,13 @@ static int load_aout(struct boot_ctx *ctx, size_t hoff, struct mb_load *ld)
 {
 	const uint8_t *h = ctx->kernel + hoff;
 	if (hoff + 32 > ctx->kernel_size)
-		return boot_error(ctx, -ENOEXEC, "kite: '%s': multiboot header is truncated",
+		return boot_error(ctx, -ENOEXEC, "kernel '%s': multiboot header is truncated",
 				  ctx->kernel_path);
 	uint32_t header_addr = rd32(h + 12), load_addr = rd32(h + 16);
 	uint32_t load_end = rd32(h + 20), bss_end = rd32(h + 24), entry = rd32(h + 28);
 	if (load_addr > header_addr || header_addr - load_addr > hoff)
 		return boot_error(ctx, -ENOEXEC,
-				  "kite: '%s': multiboot load_addr %#x does not precede header_addr "
+				  "kernel '%s': multiboot load_addr %#x does not precede header_addr "
 				  "%#x within the file", ctx->kernel_path, load_addr, header_addr);
 	size_t foff = hoff - (header_addr - load_addr);
 	uint64_t fsize;
@@ -100,12 +100,12 @@ static int load_aout(struct boot_ctx *ctx, size_t hoff, struct mb_load *ld)
 	} else {
 		if (load_end < load_addr)
 			return boot_error(ctx, -ENOEXEC,
-					  "kite: '%s': multiboot load_end_addr %#x is below load_addr %#x",
+					  "kernel '%s': multiboot load_end_addr %#x is below load_addr %#x",
 					  ctx->kernel_path, load_end, load_addr);
 		fsize = load_end - load_addr;
 		if (fsize > ctx->kernel_size - foff)
 			return boot_error(ctx, -ENOEXEC,
-					  "kite: '%s' is truncated: multiboot header asks for %lu bytes "
+					  "kernel '%s' is truncated: multiboot header asks for %lu bytes "
 					  "from file offset %zu, the file has %zu", ctx->kernel_path,
 					  (unsigned long)fsize, foff, ctx->kernel_size);
 	}
@@ -113,7 +113,7 @@ static int load_aout(struct boot_ctx *ctx, size_t hoff, struct mb_load *ld)
 	if (bss_end) {
 		if (bss_end < load_addr + fsize)
 			return boot_error(ctx, -ENOEXEC,
-					  "kite: '%s': multiboot bss_end_addr %#x is below the loaded image",
+					  "kernel '%s': multiboot bss_end_addr %#x is below the loaded image",
 					  ctx->kernel_path, bss_end);
 		memsz = bss_end - load_addr;
 	}
@@ -122,7 +122,7 @@ static int load_aout(struct boot_ctx *ctx, size_t hoff, struct mb_load *ld)
 		return ret;
 	if (entry < load_addr || entry - load_addr >= memsz)
 		return boot_error(ctx, -ENOEXEC,
-				  "kite: '%s': multiboot entry_addr %#x is outside the loaded image",
+				  "kernel '%s': multiboot entry_addr %#x is outside the loaded image",
 				  ctx->kernel_path, entry);
 	uint8_t *dst = gm_ptr(ctx->mem, load_addr, memsz);
 	memcpy(dst, ctx->kernel + foff, fsize);
@@ -137,7 +137,7 @@ static int load_elf(struct boot_ctx *ctx, struct mb_load *ld)
 {
 	if (ctx->kernel_size < 4 || memcmp(ctx->kernel, "\177ELF", 4) != 0)
 		return boot_error(ctx, -ENOEXEC,
-				  "kite: '%s' has a multiboot header but is not ELF and has no "
+				  "kernel '%s' has a multiboot header but is not ELF and has no "
 				  "address fields (flag 16)", ctx->kernel_path);
 	struct boot_elf elf;
 	int ret = boot_load_elf(ctx, true, &elf);
@@ -145,7 +145,7 @@ static int load_elf(struct boot_ctx *ctx, struct mb_load *ld)
 		return ret;
 	if (elf.entry >= MEM_4G || !gm_is_ram(ctx->mem, elf.entry))
 		return boot_error(ctx, -ENOEXEC,
-				  "kite: '%s': ELF entry point %#lx is not in 32-bit guest RAM",
+				  "kernel '%s': ELF entry point %#lx is not in 32-bit guest RAM",
 				  ctx->kernel_path, (unsigned long)elf.entry);
 	ld->lo = elf.lo;
 	ld->hi = elf.hi;
@@ -160,7 +160,7 @@ int boot_multiboot(struct boot_ctx *ctx, size_t hoff)
 	uint32_t unknown = flags & 0xFFFF & ~MB_KNOWN_REQUIRED;
 	if (unknown)
 		return boot_error(ctx, -ENOTSUP,
-				  "kite: '%s': multiboot header requires features kite lacks "
+				  "kernel '%s': multiboot header requires features kite lacks "
 				  "(flags %#x)", ctx->kernel_path, unknown);
 	struct mb_load ld = { 0 };
 	int ret = (flags & MB_AOUT_KLUDGE) ? load_aout(ctx, hoff, &ld) : load_elf(ctx, &ld);
@@ -182,28 +182,28 @@ int boot_multiboot(struct boot_ctx *ctx, size_t hoff)
 	struct e820_entry e[E820_MAX_ENTRIES];
 	int n = e820_build(ctx->mem, e, E820_MAX_ENTRIES);
 	if (n < 0)
-		return boot_error(ctx, n, "kite: cannot build the memory map");
+		return boot_error(ctx, n, "cannot build the memory map");
 	_Static_assert(MBI_MMAP_ADDR + E820_MAX_ENTRIES * sizeof(struct mb_mmap) <= MBI_MODS_ADDR,
 		       "mmap fits");
 	for (int i = 0; i < n; i++) {
 		struct mb_mmap m = { .size = 20, .addr = e[i].addr, .len = e[i].size,
 				     .type = e[i].type };
 		if (gm_write(ctx->mem, MBI_MMAP_ADDR + i * sizeof(m), &m, sizeof(m)))
-			return boot_error(ctx, -EFAULT, "kite: no guest RAM for multiboot info");
+			return boot_error(ctx, -EFAULT, "no guest RAM for multiboot info");
 	}
 	info.mmap_addr = MBI_MMAP_ADDR;
 	info.mmap_length = (uint32_t)(n * sizeof(struct mb_mmap));
 
 	static const char name[] = "kite";
 	if (gm_write(ctx->mem, MBI_NAME_ADDR, name, sizeof(name)))
-		return boot_error(ctx, -EFAULT, "kite: no guest RAM for multiboot info");
+		return boot_error(ctx, -EFAULT, "no guest RAM for multiboot info");
 	info.boot_loader_name = MBI_NAME_ADDR;
 
 	if (ctx->initrd_path) {
 		size_t slen = strlen(ctx->initrd_path);
 		if (slen + 1 > MBI_END - MBI_STR_ADDR)
 			return boot_error(ctx, -ENAMETOOLONG,
-					  "kite: initrd path is too long for the multiboot module "
+					  "initrd path is too long for the multiboot module "
 					  "string (%zu bytes, at most %lu)", slen,
 					  (unsigned long)(MBI_END - MBI_STR_ADDR - 1));
 		/* Page aligned just above the kernel (flag 0 asks for page
@@ -212,7 +212,7 @@ int boot_multiboot(struct boot_ctx *ctx, size_t hoff)
 		if (at >= low_end || ctx->initrd_size > low_end - at ||
 		    gm_write(ctx->mem, at, ctx->initrd, ctx->initrd_size))
 			return boot_error(ctx, -ENOMEM,
-					  "kite: initrd '%s' (%zu bytes) does not fit in guest memory "
+					  "initrd '%s' (%zu bytes) does not fit in guest memory "
 					  "above the kernel (ends at %#lx); give the guest more --memory",
 					  ctx->initrd_path, ctx->initrd_size, (unsigned long)ld.hi);
 		struct mb_module mod = { .mod_start = (uint32_t)at,
@@ -220,16 +220,16 @@ int boot_multiboot(struct boot_ctx *ctx, size_t hoff)
 					 .string = MBI_STR_ADDR };
 		if (gm_write(ctx->mem, MBI_STR_ADDR, ctx->initrd_path, slen + 1) ||
 		    gm_write(ctx->mem, MBI_MODS_ADDR, &mod, sizeof(mod)))
-			return boot_error(ctx, -EFAULT, "kite: no guest RAM for multiboot info");
+			return boot_error(ctx, -EFAULT, "no guest RAM for multiboot info");
 		info.flags |= MBI_MODS;
 		info.mods_count = 1;
 		info.mods_addr = MBI_MODS_ADDR;
 	}
 	if (gm_write(ctx->mem, MBI_ADDR, &info, sizeof(info)))
-		return boot_error(ctx, -EFAULT, "kite: no guest RAM for multiboot info");
+		return boot_error(ctx, -EFAULT, "no guest RAM for multiboot info");
 
 	if (boot_write_gdt(ctx->mem, false))
-		return boot_error(ctx, -EFAULT, "kite: no guest RAM for the boot GDT");
+		return boot_error(ctx, -EFAULT, "no guest RAM for the boot GDT");
 	boot_enter_prot32(ctx->cpu, ld.entry);
 	ctx->cpu->gpr[RAX] = MULTIBOOT_BOOTLOADER_MAGIC;
 	ctx->cpu->gpr[RBX] = MBI_ADDR;
