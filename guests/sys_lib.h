@@ -82,12 +82,12 @@ extern uint64_t gdt64[];
 struct tss64 {
 	uint32_t reserved0;
 	uint64_t rsp[3];
-	uint64_t reserved1;
-	uint64_t ist[8]; /* ist[1..7]; ist[0] is the reserved slot */
+	uint64_t ist[8]; /* ist[1..7] at 0x24; ist[0] is the reserved qword at 0x1c */
 	uint64_t reserved2;
 	uint16_t reserved3, iomap_base;
 	uint8_t iomap[8192 + 1];
 } __attribute__((packed));
+_Static_assert(__builtin_offsetof(struct tss64, iomap_base) == 0x66, "64-bit TSS layout");
 extern struct tss64 tss;
 
 /* Each guest names itself: every line it prints starts with the name. */
