@@ -6,7 +6,10 @@
  * #GP a DPL0 gate gives a CPL3 INT3; #GP(0) for a non-canonical address;
  * #SS(0) for a non-canonical stack (RBP-based) access; #NM for SSE with
  * CR0.TS and #UD with CR0.EM; #AC for a misaligned access at CPL3 with
- * CR0.AM and RFLAGS.AC; #DB after one instruction with RFLAGS.TF. */
+ * CR0.AM and RFLAGS.AC; #DB after one instruction with RFLAGS.TF;
+ * #NP/#GP with the selector as error code from segment register loads;
+ * #GP(0) from RDMSR/WRMSR of an unknown MSR, a reserved EFER bit, a
+ * non-canonical FS_BASE. */
 #include "sys_lib.h"
 
 const char *const sys_name = "sys_exceptions";
@@ -40,6 +43,13 @@ FN(ac, "leaq ac_buf+1(%rip), %rax\n"
 FN(tf, "pushfq\n orq $0x100, (%rsp)\n popfq\n"
        "f_tf_at: nop\nf_tf_after: nop\n pushfq\n andq $~0x100, (%rsp)\n popfq");
 
+/* Segment register loads: EAX holds the selector */
+FN(load_ds, "movw %ds, %cx\n f_load_ds_at: movw %ax, %ds\nf_load_ds_after: movw %cx, %ds");
+FN(load_ss, "movw %ss, %cx\n f_load_ss_at: movw %ax, %ss\nf_load_ss_after: movw %cx, %ss");
+/* MSRs: ECX the MSR, EDX:EAX the value */
+FN(rdmsr, "f_rdmsr_at: rdmsr\nf_rdmsr_after:");
+FN(wrmsr, "f_wrmsr_at: wrmsr\nf_wrmsr_after:");
+
 uint8_t ac_buf[16] __attribute__((aligned(16)));
 static uint8_t user_stack[8192] __attribute__((aligned(16)));
 #define USER_TOP ((uint64_t)&user_stack[sizeof(user_stack)])
@@ -58,6 +68,27 @@ static long run(char *fn)
 {
 	last_trap.vector = 0xdead;
 	return catch_call((void (*)(void *))fn, NULL);
+}
+
+/* fn with EAX, ECX and EDX preset (a catch_call function gets only RDI) */
+static volatile uint64_t preset[3];
+static char *preset_fn;
+static void with_regs(void *arg)
+{
+	(void)arg;
+	__asm__ volatile("call *%3"
+			 :: "a"(preset[0]), "c"(preset[1]), "d"(preset[2]), "r"(preset_fn)
+			 : "memory", "rsi", "rdi", "r8", "r9", "r10", "r11");
+}
+
+static long run_regs(char *fn, uint64_t rax, uint64_t rcx, uint64_t rdx)
+{
+	preset[0] = rax;
+	preset[1] = rcx;
+	preset[2] = rdx;
+	preset_fn = fn;
+	last_trap.vector = 0xdead;
+	return catch_call(with_regs, NULL);
 }
 
 static long run_user(char *fn, uint64_t rflags)
@@ -135,6 +166,34 @@ void guest_main(const struct multiboot_info *mbi)
 		uint64_t dr6;
 		__asm__ volatile("mov %%dr6, %0" : "=r"(dr6));
 		check(dr6 & (1u << 14), "DR6.BS set by the single step (DR6 0x%llx)", U64(dr6));
+	}
+	if (want("segments")) {
+		/* 0x50 becomes a not-present data segment for this */
+		uint64_t saved = gdt64[SEL_DATA16 / 8];
+		gdt64[SEL_DATA16 / 8] = 0x00cf12000000ffffull;
+		expect("#NP(0x50) loading DS with a not-present descriptor",
+		       run_regs(f_load_ds, SEL_DATA16, 0, 0), 11, 0x50, f_load_ds_at, SEL_KCODE);
+		gdt64[SEL_DATA16 / 8] = saved;
+		expect("#GP(0x60) loading DS beyond the GDT limit", run_regs(f_load_ds, 0x60, 0, 0),
+		       13, 0x60, f_load_ds_at, SEL_KCODE);
+		expect("#GP(0x38) loading DS with the TSS (a system descriptor)",
+		       run_regs(f_load_ds, SEL_TSS, 0, 0), 13, 0x38, f_load_ds_at, SEL_KCODE);
+		expect("#GP(0x28) loading SS with a DPL3 data segment at CPL0",
+		       run_regs(f_load_ss, SEL_UDATA, 0, 0), 13, 0x28, f_load_ss_at, SEL_KCODE);
+		check(run_regs(f_load_ds, SEL_KCODE, 0, 0) == -1,
+		      "a readable code segment loads into DS");
+		check(run_regs(f_load_ds, 0, 0, 0) == -1, "a null selector loads into DS");
+	}
+	if (want("msr")) {
+		expect("#GP(0) from RDMSR of an unimplemented MSR",
+		       run_regs(f_rdmsr, 0, 0xdeadbeef, 0), 13, 0, f_rdmsr_at, SEL_KCODE);
+		uint64_t efer = rdmsr(MSR_EFER);
+		expect("#GP(0) from WRMSR setting a reserved EFER bit",
+		       run_regs(f_wrmsr, (uint32_t)efer | 2, MSR_EFER, efer >> 32), 13, 0, f_wrmsr_at,
+		       SEL_KCODE);
+		check(rdmsr(MSR_EFER) == efer, "EFER unchanged (0x%llx)", U64(rdmsr(MSR_EFER)));
+		expect("#GP(0) from WRMSR of a non-canonical FS_BASE",
+		       run_regs(f_wrmsr, 0, MSR_FS_BASE, 0x80000000u), 13, 0, f_wrmsr_at, SEL_KCODE);
 	}
 	sys_finish();
 }

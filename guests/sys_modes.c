@@ -2,7 +2,8 @@
  * (sys_start64.S) went from the multiboot 32-bit protected mode to long
  * mode: PAE, EFER.LME, CR0.PG, a far jump to a 64-bit code segment; its
  * readings on the way are checked here, with CS.L (LAR) and the control
- * registers read back; the descriptors' L and D bits by LAR. Then sys_modes_asm.S: a far call into a 32-bit code
+ * registers read back, and the writes to them the CPU must refuse; the
+ * descriptors' L and D bits by LAR. Then sys_modes_asm.S: a far call into a 32-bit code
  * segment (compatibility mode) and a far return; leaving IA-32e mode
  * (paging off, LMA clears, LME off) for legacy protected mode and coming
  * back; and on to real mode through a 16-bit segment and back. */
@@ -25,6 +26,27 @@ static uint32_t lar(uint16_t sel)
 	uint32_t ar = 0;
 	__asm__ volatile("lar %1, %0" : "=r"(ar) : "r"((uint32_t)sel) : "cc");
 	return ar;
+}
+
+/* Control register and EFER writes the CPU must refuse: the value comes
+ * in RDI (catch_call's argument) */
+#define FN(name, body) \
+	extern char f_##name[], f_##name##_at[]; \
+	__asm__(".text\n.globl f_" #name ", f_" #name "_at\n" \
+		"f_" #name ":\n" body "\nret\n")
+FN(wcr0, "f_wcr0_at: movq %rdi, %cr0");
+FN(wcr3, "f_wcr3_at: movq %rdi, %cr3");
+FN(wcr4, "f_wcr4_at: movq %rdi, %cr4");
+FN(wefer, "movl $0xc0000080, %ecx\n movl %edi, %eax\n shrq $32, %rdi\n movl %edi, %edx\n"
+	  "f_wefer_at: wrmsr");
+
+static void refused(const char *what, char *fn, char *at, uint64_t v)
+{
+	last_trap.vector = 0xdead;
+	long r = catch_call((void (*)(void *))fn, (void *)v);
+	check(r == 13 && last_trap.error == 0 && last_trap.rip == (uint64_t)at,
+	      "%s (0x%llx): vector %d error 0x%x (want #GP(0))", what, U64(v), (int)r,
+	      (unsigned)last_trap.error);
 }
 
 /* Base a flat-limit 16-bit descriptor at RM_BASE */
@@ -82,6 +104,23 @@ void guest_main(const struct multiboot_info *mbi)
 		check((ar & (1u << 21)) && !(ar & (1u << 22)), "LAR CS: L=1 D=0 (0x%x)", ar);
 		check(!(lar(SEL_KCODE32) & (1u << 21)) && (lar(SEL_KCODE32) & (1u << 22)),
 		      "LAR 0x08: L=0 D=1 (0x%x)", lar(SEL_KCODE32));
+	}
+	if (want("cr_checks")) {
+		uint64_t cr0 = READ_CR(0), cr3 = READ_CR(3), cr4 = READ_CR(4), efer = rdmsr(MSR_EFER);
+		refused("clearing CR0.PG in 64-bit mode", f_wcr0, f_wcr0_at, cr0 & ~CR0_PG);
+		refused("CR0.NW without CR0.CD", f_wcr0, f_wcr0_at, (cr0 | (1ull << 29)) & ~(1ull << 30));
+		refused("clearing CR4.PAE in long mode", f_wcr4, f_wcr4_at, cr4 & ~CR4_PAE);
+		refused("CR3 bit 55 (reserved)", f_wcr3, f_wcr3_at, cr3 | (1ull << 55));
+		refused("clearing EFER.LME while paging", f_wefer, f_wefer_at, efer & ~EFER_LME);
+		check(READ_CR(0) == cr0 && READ_CR(3) == cr3 && READ_CR(4) == cr4 &&
+			      rdmsr(MSR_EFER) == efer,
+		      "CR0, CR3, CR4, EFER unchanged");
+	}
+	if (want("cr_reserved")) {
+		uint64_t cr0 = READ_CR(0), cr4 = READ_CR(4);
+		refused("CR0 bit 32 (reserved)", f_wcr0, f_wcr0_at, cr0 | (1ull << 32));
+		refused("CR4 bit 32 (reserved)", f_wcr4, f_wcr4_at, cr4 | (1ull << 32));
+		check(READ_CR(0) == cr0 && READ_CR(4) == cr4, "CR0, CR4 unchanged");
 	}
 	if (want("compat_mode")) {
 		memset((void *)modes_seen, 0, 48);

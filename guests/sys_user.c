@@ -176,6 +176,13 @@ void guest_main(const struct multiboot_info *mbi)
 		check(user(u_cli, 0x3002) == -1, "CLI at CPL3 with IOPL 3: no fault");
 		check(user(u_in_deny, 0x3002) == -1, "IN from denied port 0x3fc with IOPL 3: no fault");
 	}
+	if (want("syscall_disabled")) {
+		wrmsr(MSR_EFER, rdmsr(MSR_EFER) & ~EFER_SCE);
+		long v = user(u_syscall, 0x2);
+		check(v == 6 && last_trap.rip == (uint64_t)u_syscall_ret - 2,
+		      "SYSCALL at CPL3 with EFER.SCE clear: vector %d rip 0x%llx (want #UD at 0x%llx)",
+		      (int)v, U64(last_trap.rip), U64((uint64_t)u_syscall_ret - 2));
+	}
 	wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SCE);
 	wrmsr(MSR_STAR, ((uint64_t)0x23 << 48) | ((uint64_t)SEL_KCODE << 32));
 	wrmsr(MSR_LSTAR, (uint64_t)syscall_entry);
