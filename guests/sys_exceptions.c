@@ -9,7 +9,8 @@
  * CR0.AM and RFLAGS.AC; #DB after one instruction with RFLAGS.TF;
  * #NP/#GP with the selector as error code from segment register loads;
  * #GP(0) from RDMSR/WRMSR of an unknown MSR, a reserved EFER bit, a
- * non-canonical FS_BASE. */
+ * non-canonical FS_BASE; #DB from DR0 (execute) and DR1 (data write)
+ * breakpoints. */
 #include "sys_lib.h"
 
 const char *const sys_name = "sys_exceptions";
@@ -49,6 +50,11 @@ FN(load_ss, "movw %ss, %cx\n f_load_ss_at: movw %ax, %ss\nf_load_ss_after: movw 
 /* MSRs: ECX the MSR, EDX:EAX the value */
 FN(rdmsr, "f_rdmsr_at: rdmsr\nf_rdmsr_after:");
 FN(wrmsr, "f_wrmsr_at: wrmsr\nf_wrmsr_after:");
+
+/* Debug registers: an execution breakpoint and a data write breakpoint */
+volatile uint32_t watched;
+FN(bp_exec, "nop\nf_bp_exec_at: nop\nf_bp_exec_after:");
+FN(bp_write, "f_bp_write_at: movl $5, watched(%rip)\nf_bp_write_after: nop");
 
 uint8_t ac_buf[16] __attribute__((aligned(16)));
 static uint8_t user_stack[8192] __attribute__((aligned(16)));
@@ -166,6 +172,31 @@ void guest_main(const struct multiboot_info *mbi)
 		uint64_t dr6;
 		__asm__ volatile("mov %%dr6, %0" : "=r"(dr6));
 		check(dr6 & (1u << 14), "DR6.BS set by the single step (DR6 0x%llx)", U64(dr6));
+	}
+	if (want("debug_exec")) {
+		uint64_t dr6;
+		__asm__ volatile("mov %0, %%dr6" :: "r"(0xffff0ff0ull));
+		__asm__ volatile("mov %0, %%dr0; mov %1, %%dr7"
+				 :: "r"((uint64_t)f_bp_exec_at), "r"(0x401ull)); /* L0, execute */
+		expect("#DB from an execution breakpoint in DR0 (a fault: RIP at it)", run(f_bp_exec), 1,
+		       0, f_bp_exec_at, SEL_KCODE);
+		__asm__ volatile("mov %%dr6, %0" : "=r"(dr6));
+		check(dr6 & 1, "DR6.B0 set (DR6 0x%llx)", U64(dr6));
+		__asm__ volatile("mov %0, %%dr7" :: "r"(0x400ull));
+		check(run(f_bp_exec) == -1, "no #DB with DR7 cleared");
+	}
+	if (want("debug_write")) {
+		uint64_t dr6;
+		__asm__ volatile("mov %0, %%dr6" :: "r"(0xffff0ff0ull));
+		/* L1, write, 4 bytes */
+		__asm__ volatile("mov %0, %%dr1; mov %1, %%dr7"
+				 :: "r"((uint64_t)&watched), "r"(0x404ull | (1ull << 20) | (3ull << 22)));
+		expect("#DB from a data write breakpoint in DR1 (a trap: RIP after the write)",
+		       run(f_bp_write), 1, 0, f_bp_write_after, SEL_KCODE);
+		__asm__ volatile("mov %%dr6, %0" : "=r"(dr6));
+		check((dr6 & 2) && watched == 5, "DR6.B1 set (DR6 0x%llx), the write done", U64(dr6));
+		__asm__ volatile("mov %0, %%dr7" :: "r"(0x400ull));
+		check(run(f_bp_write) == -1, "no #DB with DR7 cleared");
 	}
 	if (want("segments")) {
 		/* 0x50 becomes a not-present data segment for this */

@@ -6,7 +6,7 @@
  * not present (#PF then #NP), a #DE likewise (two contributory faults), and
  * a kernel stack overflow (#PF while pushing the #PF frame). A benign #UD
  * through a not-present gate gives #NP (EXT, IDT, vector in the error
- * code), not #DF. */
+ * code), not #DF. And the STI interrupt shadow. */
 #include "sys_lib.h"
 
 const char *const sys_name = "sys_ist";
@@ -36,15 +36,24 @@ FN(overflow, "movabsq $0x8000002000, %rsp\nf_overflow_at: pushq $0");
 
 extern char boot_stack_top[];
 
+/* The STI interrupt shadow: an interrupt pending while IF=0 waits one
+ * more instruction after STI */
+volatile uint32_t shadow_flag;
+FN(sti_shadow, "movl $0, shadow_flag(%rip)\n sti\n movl $1, shadow_flag(%rip)\n"
+	       "f_sti_shadow_at: nop\n cli");
+
 static void lapic_write(uint32_t reg, uint32_t v) { *(volatile uint32_t *)(LAPIC + reg) = v; }
 
-static volatile uint64_t irq_top, irq_rsp, irq_cs;
+static volatile uint64_t irq_top, irq_rsp, irq_cs, irq_rip;
+static volatile uint32_t irq_flag;
 static volatile unsigned irq_count;
 static void note_irq(struct trap_frame *f)
 {
 	irq_top = (uint64_t)&f->ss + 8;
 	irq_rsp = f->rsp;
 	irq_cs = f->cs;
+	irq_rip = f->rip;
+	irq_flag = shadow_flag;
 	irq_count++;
 	if (f->vector == VEC_EXT)
 		lapic_write(LAPIC_EOI, 0);
@@ -113,6 +122,24 @@ void guest_main(const struct multiboot_info *mbi)
 			      "run %d: saved RSP 0x%llx is the interrupted stack 0x%llx, SS 0x%x", i,
 			      U64(last_trap.rsp), U64(fn_rsp), (unsigned)last_trap.ss);
 		}
+	}
+	if (want("sti_shadow")) {
+		set_handler(VEC_EXT, note_irq);
+		lapic_write(LAPIC_SVR, 0x1FF);
+		unsigned before = irq_count;
+		lapic_write(LAPIC_ICR_HI, 0);
+		lapic_write(LAPIC_ICR_LO, (1u << 18) | VEC_EXT); /* pending while IF=0 */
+		/* wait until it is pending in the IRR */
+		volatile uint32_t *irr = (volatile uint32_t *)(LAPIC + 0x200 + (VEC_EXT / 32) * 0x10);
+		for (int i = 0; i < 100000 && !(*irr & (1u << (VEC_EXT % 32))); i++)
+			;
+		check(*irr & (1u << (VEC_EXT % 32)), "self-IPI pending in the IRR while IF=0");
+		catch_call((void (*)(void *))f_sti_shadow, NULL);
+		check(irq_count == before + 1 && irq_flag == 1 && irq_rip == (uint64_t)f_sti_shadow_at,
+		      "pending interrupt taken one instruction after STI (%u taken, flag %u, RIP 0x%llx "
+		      "want 0x%llx)",
+		      irq_count - before, irq_flag, U64(irq_rip), U64((uint64_t)f_sti_shadow_at));
+		set_handler(VEC_EXT, NULL);
 	}
 	if (want("ist_interrupt")) {
 		set_handler(VEC_EXT, note_irq);

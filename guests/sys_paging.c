@@ -7,8 +7,9 @@
  * CR0.WP (and no fault without it) and at CPL3, a user access to a
  * supervisor page, an instruction fetch from an NX page (EFER.NXE), a
  * reserved bit in a PTE. Then the CPU's A and D bits, INVLPG after a PTE
- * change, a CR3 reload, global pages flushed by toggling CR4.PGE, and a
- * 2 MiB page. */
+ * change, a CR3 reload, global pages flushed by toggling CR4.PGE, SMEP and
+ * SMAP (or the #GP for enabling them when not advertised), and a 2 MiB
+ * page. */
 #include "sys_lib.h"
 
 const char *const sys_name = "sys_paging";
@@ -108,6 +109,16 @@ static unsigned maxphyaddr(void)
 	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x80000008u), "c"(0));
 	return a & 0xff;
 }
+
+static void cpuid7(uint32_t *ebx)
+{
+	uint32_t a, c, d;
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(*ebx), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+}
+
+__asm__(".text\n.globl f_stac\nf_stac: stac\n clac\n ret\n");
+
+static void set_cr4(void *v) { WRITE_CR(4, (uint64_t)v); }
 
 void guest_main(const struct multiboot_info *mbi)
 {
@@ -256,6 +267,68 @@ void guest_main(const struct multiboot_info *mbi)
 		check(sink == PATTERN(6), "toggling CR4.PGE flushes the global entry: frame 6 (0x%llx)",
 		      U64(sink));
 		WRITE_CR(4, cr4);
+	}
+	if (want("smep_smap")) {
+		uint32_t ebx;
+		cpuid7(&ebx);
+		uint64_t cr4 = READ_CR(4);
+		const uint64_t SMEP = 1ull << 20, SMAP = 1ull << 21;
+		frames[3][0x40] = 0xc3;
+		set_pte(13, FRAME(3) | PG_P | PG_W | PG_U);
+		/* the 1:1 map (code, data, stacks) supervisor-only meanwhile */
+		boot_pml4[0] &= ~PG_U;
+		WRITE_CR(3, READ_CR(3));
+		if (ebx & (1u << 7)) {
+			WRITE_CR(4, cr4 | SMEP);
+			pf_count = 0;
+			long r = catch_call(do_exec, (void *)(VA(13) + 0x40));
+			check(r == 14 && pf_err == (PF_P | PF_I) && pf_cr2 == VA(13) + 0x40,
+			      "SMEP: CPL0 fetch from a user page: #PF error 0x%x", (unsigned)pf_err);
+			WRITE_CR(4, cr4);
+		} else {
+			long r = catch_call(set_cr4, (void *)(cr4 | SMEP));
+			check(r == 13, "SMEP not advertised: setting CR4.SMEP raises #GP (vector %d)",
+			      (int)r);
+		}
+		if (ebx & (1u << 20)) {
+			WRITE_CR(4, cr4 | SMAP);
+			pf_count = 0;
+			long r = catch_call(do_read, (void *)(VA(13) + 0x48));
+			check(r == 14 && pf_err == PF_P && pf_cr2 == VA(13) + 0x48,
+			      "SMAP: CPL0 read of a user page: #PF error 0x%x", (unsigned)pf_err);
+			WRITE_CR(4, cr4);
+		} else {
+			long r = catch_call(set_cr4, (void *)(cr4 | SMAP));
+			check(r == 13, "SMAP not advertised: setting CR4.SMAP raises #GP (vector %d)",
+			      (int)r);
+		}
+		boot_pml4[0] |= PG_U;
+		WRITE_CR(3, READ_CR(3));
+	}
+	if (want("smap_stac")) {
+		uint32_t ebx;
+		cpuid7(&ebx);
+		if (ebx & (1u << 20)) {
+			uint64_t cr4 = READ_CR(4);
+			set_pte(13, FRAME(3) | PG_P | PG_W | PG_U);
+			boot_pml4[0] &= ~PG_U;
+			WRITE_CR(3, READ_CR(3));
+			WRITE_CR(4, cr4 | (1ull << 21));
+			__asm__ volatile("stac");
+			long r = catch_call(do_read, (void *)(VA(13) + 0x48));
+			__asm__ volatile("clac");
+			check(r == -1, "SMAP: CPL0 read of a user page allowed after STAC (vector %d)",
+			      (int)r);
+			r = catch_call(do_read, (void *)(VA(13) + 0x48));
+			check(r == 14, "SMAP: refused again after CLAC (vector %d)", (int)r);
+			WRITE_CR(4, cr4);
+			boot_pml4[0] |= PG_U;
+			WRITE_CR(3, READ_CR(3));
+		} else {
+			extern char f_stac[];
+			long r = catch_call((void (*)(void *))f_stac, NULL);
+			check(r == 6, "SMAP not advertised: STAC raises #UD (vector %d)", (int)r);
+		}
 	}
 	if (want("large_page")) {
 		/* TVA + 2 MiB -> physical 16 MiB as one 2 MiB page */

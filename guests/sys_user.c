@@ -6,7 +6,7 @@
  * R11, the masked RFLAGS, the selectors on both sides); SWAPGS with
  * KERNEL_GS_BASE; IN at CPL3 with IOPL 0 through the TSS's I/O permission
  * bitmap (an allowed port, a denied one, a word access straddling both),
- * and with IOPL 3. */
+ * and with IOPL 3; POPF's IF rule; RDTSC with CR4.TSD. */
 #include "sys_lib.h"
 
 const char *const sys_name = "sys_user";
@@ -34,6 +34,8 @@ UFN(u_cli, "u_cli_at: cli");
 UFN(u_hlt, "u_hlt_at: hlt");
 UFN(u_movcr3, "u_movcr3_at: movq %cr3, %rax");
 UFN(u_rdmsr, "movl $0xc0000080, %ecx\nu_rdmsr_at: rdmsr");
+UFN(u_popf_if, "pushfq\n orq $0x200, (%rsp)\n popfq\n pushfq\n popq u_result(%rip)");
+UFN(u_rdtsc, "u_rdtsc_at: rdtsc\n movl %eax, u_result(%rip)");
 UFN(u_in_ok, "movw $0x3fd, %dx\n inb %dx, %al\n movb %al, u_result(%rip)");
 UFN(u_in_deny, "movw $0x3fc, %dx\nu_in_deny_at: inb %dx, %al");
 UFN(u_in_span, "movw $0x3fd, %dx\nu_in_span_at: inw %dx, %ax");
@@ -46,6 +48,7 @@ UFN(u_syscall, "pushfq\n orq $0x40401, (%rsp)\n popfq\n"
 	       "pushfq\n popq u_rflags_after(%rip)\n"
 	       "movq %rax, u_result(%rip)\n movw %cs, u_cs(%rip)\n movw %ss, u_ss(%rip)\n"
 	       "cld\n pushfq\n andq $~0x40001, (%rsp)\n popfq");
+extern char u_rdtsc_at[];
 extern char u_cli_at[], u_hlt_at[], u_movcr3_at[], u_rdmsr_at[], u_in_deny_at[], u_in_span_at[];
 extern char u_syscall_ret[];
 
@@ -172,7 +175,22 @@ void guest_main(const struct multiboot_info *mbi)
 		expect_gp("MOV from CR3", u_movcr3, u_movcr3_at);
 		expect_gp("RDMSR", u_rdmsr, u_rdmsr_at);
 	}
+	if (want("popf_if")) {
+		long v = user(u_popf_if, 0x2);
+		check(v == -1 && !(u_result & RFLAGS_IF),
+		      "POPF at CPL3 with IOPL 0 leaves IF clear, no fault (RFLAGS 0x%llx, vector %d)",
+		      U64(u_result), (int)v);
+	}
+	if (want("tsd")) {
+		uint64_t cr4 = READ_CR(4);
+		check(user(u_rdtsc, 0x2) == -1, "RDTSC at CPL3 with CR4.TSD clear");
+		WRITE_CR(4, cr4 | (1ull << 2));
+		expect_gp("RDTSC with CR4.TSD", u_rdtsc, u_rdtsc_at);
+		WRITE_CR(4, cr4);
+	}
 	if (want("iopl3")) {
+		check(user(u_popf_if, 0x3002) == -1 && (u_result & RFLAGS_IF),
+		      "POPF at CPL3 with IOPL 3 sets IF (RFLAGS 0x%llx)", U64(u_result));
 		check(user(u_cli, 0x3002) == -1, "CLI at CPL3 with IOPL 3: no fault");
 		check(user(u_in_deny, 0x3002) == -1, "IN from denied port 0x3fc with IOPL 3: no fault");
 	}

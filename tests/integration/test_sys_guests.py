@@ -24,19 +24,21 @@ PARTS = {
     "sys_modes": ["boot_switch", "long_mode", "cr_checks", "cr_reserved", "lar", "compat_mode",
                   "leave_long_mode", "real_mode"],
     "sys_paging": ["not_present", "read_only", "supervisor", "nx", "reserved",
-                   "accessed_dirty", "invlpg", "cr3_reload", "global", "large_page"],
-    "sys_user": ["iretq_to_user", "int3_gate", "int80", "privileged", "iopl3",
+                   "accessed_dirty", "invlpg", "cr3_reload", "global", "smep_smap",
+                   "smap_stac", "large_page"],
+    "sys_user": ["iretq_to_user", "int3_gate", "int80", "privileged", "popf_if", "tsd", "iopl3",
                  "syscall_disabled", "syscall", "syscall_entry_state", "sysret", "swapgs",
                  "io_bitmap"],
-    "sys_ist": ["ist_exception", "ist_interrupt", "ist_nmi", "np_benign", "double_fault",
+    "sys_ist": ["ist_exception", "sti_shadow", "ist_interrupt", "ist_nmi", "np_benign", "double_fault",
                 "stack_overflow"],
     "sys_smc": ["immediate", "instruction", "store_ahead", "loop", "rep_movsb", "user",
                 "alias"],
     "sys_exceptions": ["divide", "invalid", "int3_cpl0", "int3_user", "int3_user_dpl0",
-                       "noncanonical", "sse", "alignment", "single_step", "segments", "msr"],
+                       "noncanonical", "sse", "alignment", "single_step", "debug_exec", "debug_write",
+                       "segments", "msr"],
 }
-MIN_PASSED = {"sys_modes": 41, "sys_paging": 36, "sys_user": 53, "sys_ist": 18,
-              "sys_smc": 18, "sys_exceptions": 31}
+MIN_PASSED = {"sys_modes": 41, "sys_paging": 40, "sys_user": 57, "sys_ist": 20,
+              "sys_smc": 18, "sys_exceptions": 37}
 
 # What kvm_pvm does differently from the hardware (observed on this host).
 KVM_PVM_LIMITS = {
@@ -44,6 +46,12 @@ KVM_PVM_LIMITS = {
         "MOV to CR0 or CR4 with bit 32 (reserved) set is ignored instead of raising #GP(0)",
     ("sys_modes", "lar"):
         "LAR at CPL0: 'instruction emulation failed' (KVM's emulator has no LAR)",
+    ("sys_paging", "smap_stac"):
+        "STAC at CPL0: 'instruction emulation failed'",
+    ("sys_user", "popf_if"):
+        "CPL3 runs with the host's RFLAGS.IF: POPF/PUSHF at CPL3 with IOPL 0 show IF set",
+    ("sys_user", "tsd"):
+        "CR4.TSD is not honoured: RDTSC at CPL3 runs instead of raising #GP(0)",
     ("sys_user", "int80"):
         "INT n (n != 3) at CPL3 raises #UD instead of going through the DPL3 gate",
     ("sys_user", "iopl3"):
@@ -57,6 +65,10 @@ KVM_PVM_LIMITS = {
     ("sys_ist", "np_benign"):
         "#UD through a not-present gate becomes #DF; the SDM (table 6-5: benign, then "
         "contributory, are handled serially) says #NP(0x33)",
+    ("sys_ist", "sti_shadow"):
+        "an interrupt pending in the IRR is not delivered in the window STI opens at CPL0",
+    ("sys_exceptions", "debug_write"):
+        "a data write breakpoint (DR1, DR7 RW=01) does not fire for an emulated CPL0 store",
     ("sys_exceptions", "int3_cpl0"):
         "INT3 at CPL0: 'instruction emulation failed' (KVM's emulator has no "
         "protected-mode INT n)",
