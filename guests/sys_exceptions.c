@@ -157,7 +157,8 @@ void guest_main(const struct multiboot_info *mbi)
 	if (want("alignment")) {
 		uint64_t cr0 = READ_CR(0);
 		long v = run_user(f_ac, 0x2);
-		check(v == -1, "misaligned load at CPL3 without RFLAGS.AC: no trap (vector %d error 0x%x rip 0x%llx)",
+		check(v == -1,
+		      "misaligned load at CPL3 without RFLAGS.AC: no trap (vector %d error 0x%x rip 0x%llx)",
 		      (int)v, (unsigned)last_trap.error, U64(last_trap.rip));
 		WRITE_CR(0, cr0 | CR0_AM);
 		expect("#AC(0) from a misaligned load at CPL3 with CR0.AM and RFLAGS.AC",

@@ -93,8 +93,9 @@ extern struct tss64 tss;
 /* Each guest names itself: every line it prints starts with the name. */
 extern const char *const sys_name;
 
-/* IDT: all 256 vectors present, DPL0, interrupt gates, no IST. sys_init also loads the TSS (RSP0 and IST1..3 on
- * stacks of the library, all ports denied) and reads the command line. */
+/* IDT: all 256 vectors present, DPL0, interrupt gates, no IST. sys_init
+ * also loads the TSS (RSP0 and IST1..3 on stacks of the library, all
+ * ports denied) and reads the command line. */
 void sys_init(const struct multiboot_info *mbi);
 void set_gate(unsigned vec, unsigned ist, unsigned dpl, int present, int trap_gate);
 void set_gate_addr(unsigned vec, uint64_t handler, unsigned ist, unsigned dpl, int present);

@@ -119,7 +119,8 @@ long_entry:
 .macro STUB vec
 	.align 16
 isr_\vec:
-	.if (\vec == 8) || (\vec >= 10 && \vec <= 14) || (\vec == 17) || (\vec == 21) || (\vec == 29) || (\vec == 30)
+	.if (\vec == 8) || (\vec >= 10 && \vec <= 14) || (\vec == 17) || (\vec == 21) \
+	    || (\vec == 29) || (\vec == 30)
 	.else
 	pushq $0
 	.endif

@@ -6,7 +6,8 @@
  * R11, the masked RFLAGS, the selectors on both sides); SWAPGS with
  * KERNEL_GS_BASE; IN at CPL3 with IOPL 0 through the TSS's I/O permission
  * bitmap (an allowed port, a denied one, a word access straddling both),
- * and with IOPL 3; POPF's IF rule; RDTSC with CR4.TSD. */
+ * and with IOPL 3; POPF's IF rule; RDTSC with CR4.TSD; FS_BASE by MSR and
+ * WRFSBASE/RDFSBASE (#UD without CR4.FSGSBASE); RDTSCP and TSC_AUX. */
 #include "sys_lib.h"
 
 const char *const sys_name = "sys_user";
@@ -36,6 +37,10 @@ UFN(u_movcr3, "u_movcr3_at: movq %cr3, %rax");
 UFN(u_rdmsr, "movl $0xc0000080, %ecx\nu_rdmsr_at: rdmsr");
 UFN(u_popf_if, "pushfq\n orq $0x200, (%rsp)\n popfq\n pushfq\n popq u_result(%rip)");
 UFN(u_rdtsc, "u_rdtsc_at: rdtsc\n movl %eax, u_result(%rip)");
+UFN(u_fsbase, "movq %fs:0, %rax\n movq %rax, u_result(%rip)\n"
+	      "movq $0x5a5a, %rax\n wrfsbase %rax\n rdfsbase %rcx\n movq %rcx, u_rsp(%rip)");
+UFN(f_wr_tsc_aux, "movl $0xc0000103, %ecx\n xorl %eax, %eax\n xorl %edx, %edx\n wrmsr");
+UFN(u_rdtscp, "rdtscp\n movl %ecx, u_result(%rip)");
 UFN(u_in_ok, "movw $0x3fd, %dx\n inb %dx, %al\n movb %al, u_result(%rip)");
 UFN(u_in_deny, "movw $0x3fc, %dx\nu_in_deny_at: inb %dx, %al");
 UFN(u_in_span, "movw $0x3fd, %dx\nu_in_span_at: inw %dx, %ax");
@@ -80,6 +85,11 @@ static void int80_handler(struct trap_frame *f)
 {
 	note_frame(f);
 	f->rax = f->rdi * 2;
+}
+
+static void cpuid(uint32_t leaf, uint32_t *r)
+{
+	__asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(0));
 }
 
 static long user(char *fn, uint64_t rflags)
@@ -233,6 +243,57 @@ void guest_main(const struct multiboot_info *mbi)
 		check(rdmsr(MSR_GS_BASE) == (uint64_t)gs_a, "a second SWAPGS swaps back");
 		wrmsr(MSR_GS_BASE, 0);
 		wrmsr(MSR_KERNEL_GS_BASE, 0);
+	}
+	if (want("fs_gs_base")) {
+		static uint64_t fs_area[2] = { 0xf5f5f5f5 };
+		uint32_t r[4];
+		cpuid(7, r);
+		wrmsr(MSR_FS_BASE, (uint64_t)fs_area);
+		uint64_t v;
+		__asm__ volatile("movq %%fs:0, %0" : "=r"(v));
+		check(v == 0xf5f5f5f5 && rdmsr(MSR_FS_BASE) == (uint64_t)fs_area,
+		      "FS_BASE MSR: %%fs:0 reads 0x%llx", U64(v));
+		uint64_t cr4 = READ_CR(4);
+		if (r[1] & 1) {
+			WRITE_CR(4, cr4 | (1ull << 16)); /* FSGSBASE */
+			u_result = 0;
+			long x = user(u_fsbase, 0x2);
+			check(x == -1 && u_result == 0xf5f5f5f5 && u_rsp == 0x5a5a,
+			      "at CPL3: %%fs:0 0x%llx, WRFSBASE/RDFSBASE 0x%llx (vector %d)",
+			      U64(u_result), U64(u_rsp), (int)x);
+			check(rdmsr(MSR_FS_BASE) == 0x5a5a, "WRFSBASE at CPL3 wrote FS_BASE (0x%llx)",
+			      U64(rdmsr(MSR_FS_BASE)));
+			WRITE_CR(4, cr4);
+		} else {
+			long y = user(u_fsbase, 0x2);
+			check(y == 6, "FSGSBASE not advertised: WRFSBASE raises #UD (vector %d)", (int)y);
+		}
+		wrmsr(MSR_FS_BASE, 0);
+	}
+	if (want("fsgsbase_off")) {
+		uint64_t cr4 = READ_CR(4);
+		WRITE_CR(4, cr4 & ~(1ull << 16));
+		long y = user(u_fsbase, 0x2);
+		check(y == 6 && last_trap.rip == (uint64_t)u_fsbase + 23, /* the WRFSBASE */
+		      "WRFSBASE at CPL3 with CR4.FSGSBASE clear: #UD (vector %d)", (int)y);
+		WRITE_CR(4, cr4);
+		wrmsr(MSR_FS_BASE, 0);
+	}
+	if (want("tsc_aux")) {
+		uint32_t r[4];
+		cpuid(0x80000001u, r);
+		if (r[3] & (1u << 27)) {
+			wrmsr(0xC0000103u, 0x1234);
+			u_result = 0;
+			long x = user(u_rdtscp, 0x2);
+			check(x == -1 && u_result == 0x1234, "RDTSCP at CPL3 returns TSC_AUX in ECX (0x%llx)",
+			      U64(u_result));
+		} else {
+			extern char f_wr_tsc_aux[];
+			long x = catch_call((void (*)(void *))f_wr_tsc_aux, NULL);
+			check(x == 13, "RDTSCP not advertised: WRMSR TSC_AUX raises #GP (vector %d)",
+			      (int)x);
+		}
 	}
 	if (want("io_bitmap")) {
 		allow_port(0x3fd, 1);
