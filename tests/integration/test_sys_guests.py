@@ -1,6 +1,6 @@
 """The system test guests (guests/sys_*.c) on every engine: mode switches,
 paging and page faults, privilege transitions, IST and double faults,
-self-modifying code, exceptions. Each guest prints a PASS or FAIL line per
+self-modifying and cross-modifying code, exceptions. Each guest prints a PASS or FAIL line per
 check and ends through the debug-exit port; the same guests must behave
 identically on kvm (the oracle) and soft.
 
@@ -37,9 +37,12 @@ PARTS = {
     "sys_exceptions": ["divide", "invalid", "int3_cpl0", "int3_user", "int3_user_dpl0",
                        "noncanonical", "sse", "alignment", "single_step", "debug_exec",
                        "debug_write", "segments", "msr"],
+    "sys_xmc": ["start_ap", "serialized", "eventual"],
 }
+# kite options a guest needs
+ARGS = {"sys_xmc": ["--cpus", "2"]}
 MIN_PASSED = {"sys_modes": 41, "sys_paging": 40, "sys_user": 61, "sys_ist": 20,
-              "sys_smc": 18, "sys_exceptions": 37}
+              "sys_smc": 18, "sys_exceptions": 37, "sys_xmc": 4}
 
 # What kvm_pvm does differently from the hardware (observed on this host).
 KVM_PVM_LIMITS = {
@@ -97,7 +100,7 @@ def sys_guests(guests):
 
 def run_sys(kite, path, engine, cmdline, timeout=60):
     cmd = [kite, "run", "--engine", engine, "--debug-exit", "--serial", "stdio",
-           "--kernel", str(path)]
+           "--kernel", str(path), *ARGS.get(path.stem, [])]
     if cmdline:
         cmd += ["--cmdline", cmdline]
     try:
