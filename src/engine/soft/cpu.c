@@ -8,6 +8,7 @@
 
 #include <Zydis/Zydis.h>
 
+#include "engine/soft/fpu/soft_glue.h"
 #include "engine/soft/soft_cpu.h"
 #include "util/log.h"
 
@@ -22,20 +23,9 @@ static void handlers_init(void)
 	soft_int_handlers(handlers);
 	soft_sys_handlers(handlers);
 	soft_sse_handlers(handlers);
-	if (soft_fpu_handlers) {
-		/* The x87/SSE library fills its entries over ours. MOVSD and
-		 * CMPSD stay with the string handlers, which forward the SSE
-		 * encodings to the library's functions. */
-		soft_handler movsd = handlers[ZYDIS_MNEMONIC_MOVSD];
-		soft_handler cmpsd = handlers[ZYDIS_MNEMONIC_CMPSD];
-		soft_fpu_handlers(handlers);
-		if (handlers[ZYDIS_MNEMONIC_MOVSD] != movsd)
-			soft_set_sse_alias(ZYDIS_MNEMONIC_MOVSD, handlers[ZYDIS_MNEMONIC_MOVSD]);
-		if (handlers[ZYDIS_MNEMONIC_CMPSD] != cmpsd)
-			soft_set_sse_alias(ZYDIS_MNEMONIC_CMPSD, handlers[ZYDIS_MNEMONIC_CMPSD]);
-		handlers[ZYDIS_MNEMONIC_MOVSD] = movsd;
-		handlers[ZYDIS_MNEMONIC_CMPSD] = cmpsd;
-	}
+	/* the x87/SSE library (fpu/) over the core's minimal SSE moves; it
+	 * routes the SSE forms of MOVSD/CMPSD through soft_set_sse_alias */
+	fpu_soft_handlers(handlers);
 }
 
 void soft_register_handler(unsigned mnemonic, soft_handler fn)

@@ -55,10 +55,11 @@
  * mnemonic: that log is the to-do list.
  *
  * Plugging in the x87/SSE library (src/engine/soft/fpu/):
- *  - define soft_fpu_handlers(soft_handler *t) and set t[ZYDIS_MNEMONIC_x]
- *    for each mnemonic it implements (it runs once, after the core filled
- *    its own entries, so it may replace them); MOVSD/CMPSD entries are
- *    routed to the SSE encodings automatically, the string forms stay.
+ *  - fpu_soft_handlers(t) (fpu/soft_glue.c) fills its entries into the
+ *    table once, after the core's own (so it may replace them); the SSE
+ *    forms of MOVSD/CMPSD go through soft_set_sse_alias, the string forms
+ *    stay with the core. Other code may use soft_register_handler before
+ *    any vCPU runs.
  *  - architectural state is cpu->s.fx (the FXSAVE image: fcw, fsw, ftw,
  *    st[8] as 80-bit values in 16-byte slots, mxcsr, xmm[16]); keep it
  *    there (or sync it in soft_get_state) so state save/restore sees it.
@@ -622,8 +623,6 @@ void soft_wr_vec(struct soft_cpu *cpu, const struct sinsn *in, int i, const uint
 void soft_int_handlers(soft_handler *t);
 void soft_sys_handlers(soft_handler *t);
 void soft_sse_handlers(soft_handler *t);
-/* Defined by the x87/SSE library when it is linked in (weak here): fills its
- * handlers into the table indexed by ZydisMnemonic, over the core's own. */
-void soft_fpu_handlers(soft_handler *t) __attribute__((weak));
+
 
 #endif
