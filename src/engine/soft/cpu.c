@@ -113,13 +113,51 @@ void soft_mode_changed(struct soft_cpu *cpu)
 		if (s->rflags & RFLAGS_VM)
 			cpu->cpl = 3;
 	}
-	if (cpu->cpl == 3)
+	bool align = cpu->cpl == 3 && (s->cr0 & CR0_AM) && (s->rflags & RFLAGS_AC);
+	if (cpu->dbg_data || align)
+		cpu->mmu_view = cpu->cpl == 3 ? MMU_USER_SLOW : MMU_SUP_SLOW;
+	else if (cpu->cpl == 3)
 		cpu->mmu_view = MMU_USER;
 	else if ((s->cr4 & CR4_SMAP) && (s->rflags & RFLAGS_AC))
 		cpu->mmu_view = MMU_SUP_AC;
 	else
 		cpu->mmu_view = MMU_SUP;
 	cpu->mode_dirty = true;
+}
+
+void soft_debug_changed(struct soft_cpu *cpu)
+{
+	uint64_t dr7 = cpu->s.dr[7];
+	cpu->dbg_exec = cpu->dbg_data = 0;
+	for (int i = 0; i < 4; i++) {
+		if (!((dr7 >> (i * 2)) & 3))
+			continue;
+		if (((dr7 >> (16 + i * 4)) & 3) == 0)
+			cpu->dbg_exec |= (uint8_t)(1u << i);
+		else if (((dr7 >> (16 + i * 4)) & 3) != 2) /* 2: I/O breakpoints, not modelled */
+			cpu->dbg_data |= (uint8_t)(1u << i);
+	}
+	soft_mode_changed(cpu);
+}
+
+void soft_ss_noncanonical(struct soft_cpu *cpu, uint64_t la)
+{
+	(void)la;
+	soft_raise(cpu, 12, 0, true);
+}
+
+/* An instruction breakpoint at the current instruction (a fault). */
+static void check_exec_bp(struct soft_cpu *cpu)
+{
+	if (cpu->s.rflags & RFLAGS_RF)
+		return;
+	uint64_t la = cpu->mode64 ? cpu->s.rip : (uint32_t)(cpu->s.seg[SEG_CS].base + cpu->s.rip);
+	for (int i = 0; i < 4; i++) {
+		if ((cpu->dbg_exec >> i) & 1 && cpu->s.dr[i] == la) {
+			cpu->s.dr[6] |= 1u << i;
+			soft_raise(cpu, 1, 0, false);
+		}
+	}
 }
 
 /* ---- translation cache ---- */
@@ -581,8 +619,11 @@ int soft_exec(struct soft_cpu *cpu)
 		unsigned n = b->ninsn;
 		bool shadow = cpu->shadow;
 		bool tf = cpu->s.rflags & RFLAGS_TF;
-		if (shadow || tf)
+		if (shadow || tf || cpu->dbg_exec || cpu->dbg_data)
 			n = 1;
+		if (cpu->dbg_exec)
+			check_exec_bp(cpu);
+		cpu->dbg_hit = 0;
 		if (cpu->max_insns - cpu->insns < n)
 			n = (unsigned)(cpu->max_insns - cpu->insns);
 		cpu->mode_dirty = false;
@@ -601,9 +642,15 @@ int soft_exec(struct soft_cpu *cpu)
 		}
 		if (shadow)
 			cpu->shadow = false;
-		if (tf && !cpu->exit_code) {
-			/* single-step trap after the instruction */
-			cpu->s.dr[6] |= 0x4000;
+		/* RF suppresses instruction breakpoints for one instruction */
+		if (cpu->s.rflags & RFLAGS_RF)
+			cpu->s.rflags &= ~RFLAGS_RF;
+		if ((tf || cpu->dbg_hit) && !cpu->exit_code) {
+			/* single-step or data-breakpoint trap after the instruction */
+			if (tf)
+				cpu->s.dr[6] |= 0x4000;
+			cpu->s.dr[6] |= cpu->dbg_hit;
+			cpu->dbg_hit = 0;
 			soft_raise(cpu, 1, 0, false);
 		}
 		if (cpu->exit_code) {
@@ -661,7 +708,7 @@ void soft_set_state(struct soft_cpu *cpu, const struct cpu_state *st)
 	if ((st->cr0 & CR0_PE) && (st->rflags & RFLAGS_VM))
 		cpu->cpl = 3;
 	cpu->shadow = st->interrupt_shadow;
-	soft_mode_changed(cpu);
+	soft_debug_changed(cpu);
 	soft_tlb_flush(cpu, true);
 	cpu->tsc_offset = st->tsc - soft_host_tsc();
 }

@@ -212,7 +212,10 @@ struct tlbe {
 	uint8_t ram;
 };
 
-enum { MMU_SUP, MMU_SUP_AC, MMU_USER, MMU_VIEWS };
+/* Privilege views of the TLB. The two SLOW views never hold entries: every
+ * access takes the slow path, which checks alignment (#AC at CPL3 with
+ * CR0.AM and RFLAGS.AC) and data breakpoints (DR0-3). */
+enum { MMU_SUP, MMU_SUP_AC, MMU_USER, MMU_SUP_SLOW, MMU_USER_SLOW, MMU_VIEWS };
 
 /* Access kinds for the MMU slow path. */
 enum { ACC_READ = 0, ACC_WRITE = 1, ACC_EXEC = 2 };
@@ -288,6 +291,9 @@ struct soft_cpu {
 	int exc_depth;        /* 1 while delivering an exception */
 	uint8_t exc_first;    /* the exception being delivered */
 	bool nmi_blocked;     /* from NMI delivery until the next IRET */
+	uint8_t dbg_exec;     /* DR7-enabled instruction breakpoints (bit i: DRi) */
+	uint8_t dbg_data;     /* DR7-enabled data breakpoints */
+	uint8_t dbg_hit;      /* data breakpoints hit by the current instruction */
 	bool deliver;         /* deliver exceptions via the IDT (VM mode) */
 	bool shadow;          /* interrupt shadow active for the next instruction */
 	bool block_dirty;     /* the current block was invalidated mid-run */
@@ -343,6 +349,8 @@ void soft_get_state(struct soft_cpu *cpu, struct cpu_state *st);
 /* Execute until an exit; returns EXIT_*. */
 int soft_exec(struct soft_cpu *cpu);
 void soft_mode_changed(struct soft_cpu *cpu);
+/* DR7 changed: recompute the enabled breakpoints. */
+void soft_debug_changed(struct soft_cpu *cpu);
 void soft_tc_flush(struct soft_cpu *cpu);
 void soft_tc_invalidate_page(struct soft_cpu *cpu, uint64_t pa);
 
@@ -502,9 +510,13 @@ static inline uint64_t sext(uint64_t v, unsigned size)
 /* Linear address of seg:off for an access of size bytes; checks limits
  * outside 64-bit mode (#GP, or #SS for the stack segment). */
 uint64_t soft_seg_check(struct soft_cpu *cpu, int seg, uint64_t off, unsigned size, bool write);
+void soft_ss_noncanonical(struct soft_cpu *cpu, uint64_t la);
 static inline uint64_t seg_lin(struct soft_cpu *cpu, int seg, uint64_t off, unsigned size, bool write)
 {
 	if (cpu->mode64) {
+		/* a non-canonical stack access is #SS, not #GP */
+		if (__builtin_expect(seg == SEG_SS, 0) && (uint64_t)((int64_t)(off << 16) >> 16) != off)
+			soft_ss_noncanonical(cpu, off);
 		return seg >= SEG_FS ? off + cpu->s.seg[seg].base : off;
 	}
 	return soft_seg_check(cpu, seg, off, size, write);

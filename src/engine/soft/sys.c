@@ -335,10 +335,10 @@ H(h_popf)
 	if ((cpu->s.rflags & RFLAGS_VM) && ((cpu->s.rflags >> 12) & 3) < 3)
 		soft_gp(cpu, 0);
 	uint64_t v = soft_pop(cpu, sz);
-	bool was_if = cpu->s.rflags & RFLAGS_IF;
+	uint64_t old = cpu->s.rflags;
 	write_flags(cpu, v, sz, false);
-	if (!was_if && (cpu->s.rflags & RFLAGS_IF))
-		cpu->mode_dirty = true; /* let a pending interrupt in after this */
+	if ((~old & cpu->s.rflags) & (RFLAGS_IF | RFLAGS_TF))
+		cpu->mode_dirty = true; /* a pending interrupt, or single-step from the next instruction */
 	return SOFT_NEXT;
 }
 
@@ -870,7 +870,10 @@ void soft_write_cr(struct soft_cpu *cpu, int n, uint64_t v)
 	}
 	case 2: s->cr2 = v; break;
 	case 3:
-		s->cr3 = cpu->long_mode ? v & ((1ULL << 52) - 1) : (uint32_t)v;
+		/* bits above MAXPHYADDR are reserved (no PCID: bit 63 too) */
+		if (cpu->long_mode && (v >> 40))
+			soft_gp(cpu, 0);
+		s->cr3 = cpu->long_mode ? v : (uint32_t)v;
 		soft_tlb_flush(cpu, false);
 		break;
 	case 4: {
@@ -934,6 +937,10 @@ int soft_mov_crdr(struct soft_cpu *cpu, const struct sinsn *in)
 		if (r == 6) v = (v & 0xe00f) | 0xffff0ff0ULL;
 		if (r == 7) v = (v & ~0xd800ULL) | 0x400;
 		cpu->s.dr[r] = v;
+		if (r == 7) {
+			soft_debug_changed(cpu);
+			cpu->mode_dirty = true;
+		}
 	} else {
 		unsigned r = s->reg;
 		if (r == 4 || r == 5) {
