@@ -710,7 +710,9 @@ void soft_set_state(struct soft_cpu *cpu, const struct cpu_state *st)
 	cpu->shadow = st->interrupt_shadow;
 	soft_debug_changed(cpu);
 	soft_tlb_flush(cpu, true);
-	cpu->tsc_offset = st->tsc - soft_host_tsc();
+	/* A state without a TSC (power-on, INIT) runs on the VM's common TSC,
+	 * so every vCPU reads the same clock; a saved TSC is restored. */
+	cpu->tsc_offset = st->tsc ? st->tsc - soft_host_tsc() : cpu->svm->tsc_offset;
 }
 
 void soft_get_state(struct soft_cpu *cpu, struct cpu_state *st)

@@ -44,6 +44,7 @@ int soft_svm_init(struct soft_vm *svm, struct guest_memory *mem, struct vm *vm)
 	svm->vm = vm;
 	svm->nr_pages = ram_pages(mem);
 	svm->nr_cpus = vm ? vm->nr_vcpus : 1;
+	svm->tsc_offset = -soft_host_tsc();
 	struct cpu_features f;
 	soft_cpu_features(&f);
 	cpuid_model_init(&svm->model, &f, CPUID_HV_KITE);

@@ -227,6 +227,7 @@ struct soft_vm {
 	struct guest_memory *mem;
 	struct vm *vm;            /* NULL for standalone runs */
 	unsigned nr_cpus;
+	uint64_t tsc_offset;      /* guest TSC = host TSC + this: 0 at VM creation, same on every vCPU */
 	struct cpu_model model;   /* what CPUID shows: kite's model over our features */
 	struct soft_platform *plat; /* LAPICs, IOAPIC, PIC, PIT (VM only; platform.c) */
 	uint64_t nr_pages;        /* guest-physical pages covered by code_pages */
