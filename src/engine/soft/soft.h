@@ -40,7 +40,7 @@ int soft_run_standalone(struct guest_memory *mem, struct cpu_state *state,
  * comes with the x87/SSE library. */
 #define SOFT_CPUID_1_EDX  0x0789a979u /* FPU PSE TSC MSR PAE CX8 SEP PGE CMOV PAT CLFSH MMX FXSR SSE SSE2 */
 #define SOFT_CPUID_1_ECX  0x80c02000u /* CX16 MOVBE POPCNT HYPERVISOR */
-#define SOFT_CPUID_7_EBX  0x00100080u /* SMEP SMAP */
+#define SOFT_CPUID_7_EBX  0x00100082u /* TSC_ADJUST SMEP SMAP */
 #define SOFT_CPUID_7_ECX  0x00400000u /* RDPID */
 #define SOFT_CPUID_X1_EDX 0x2c100800u /* SYSCALL NX PDPE1GB RDTSCP LM */
 #define SOFT_CPUID_X1_ECX 0x00000021u /* LAHF/SAHF ABM(LZCNT) */

@@ -302,6 +302,7 @@ struct soft_cpu {
 	uint64_t insns;
 	uint64_t max_insns;
 	uint64_t tsc_offset;
+	uint64_t tsc_adjust;       /* IA32_TSC_ADJUST */
 	uint64_t trap_rip;
 
 	/* interrupt controller and timers (platform.c); NULL standalone */

@@ -980,6 +980,7 @@ H(h_ud) { (void)in; soft_ud(cpu); }
 /* ---- MSRs ---- */
 
 #define MSR_TSC            0x10
+#define MSR_TSC_ADJUST     0x3b
 #define MSR_APIC_BASE      0x1b
 #define MSR_UCODE_REV      0x8b
 #define MSR_SYSENTER_CS    0x174
@@ -1011,6 +1012,7 @@ static bool msr_read(struct soft_cpu *cpu, uint32_t idx, uint64_t *v)
 		return lr > 0;
 	switch (idx) {
 	case MSR_TSC: *v = soft_read_tsc(cpu); break;
+	case MSR_TSC_ADJUST: *v = cpu->tsc_adjust; break;
 	case MSR_APIC_BASE: *v = m->apic_base; break;
 	case MSR_UCODE_REV: *v = 0; break;
 	case MSR_SYSENTER_CS: *v = m->sysenter_cs; break;
@@ -1040,7 +1042,17 @@ static bool msr_write(struct soft_cpu *cpu, uint32_t idx, uint64_t v)
 	if (lr)
 		return lr > 0;
 	switch (idx) {
-	case MSR_TSC: cpu->tsc_offset = v - soft_host_tsc(); break;
+	case MSR_TSC: {
+		/* a TSC write moves IA32_TSC_ADJUST by the same amount (SDM 17.17.3) */
+		uint64_t old = soft_read_tsc(cpu);
+		cpu->tsc_offset = v - soft_host_tsc();
+		cpu->tsc_adjust += soft_read_tsc(cpu) - old;
+		break;
+	}
+	case MSR_TSC_ADJUST:
+		cpu->tsc_offset += v - cpu->tsc_adjust;
+		cpu->tsc_adjust = v;
+		break;
 	case MSR_APIC_BASE: m->apic_base = v; break;
 	case MSR_UCODE_REV: break;
 	case MSR_SYSENTER_CS: m->sysenter_cs = v & 0xffff; break;
