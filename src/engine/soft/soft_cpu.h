@@ -90,9 +90,18 @@
  * CPU time: ~100-200 M guest instructions/s on simple loops (unit test
  * output); Debian's 6.1 kernel reaches init in ~12 s of guest time.
  *
+ * Debug. RFLAGS.TF single-steps (one instruction per block, #DB trap after
+ * it); DR7-enabled instruction breakpoints are checked before each
+ * instruction (a fault, RF suppresses one); data breakpoints and #AC
+ * alignment checks switch the TLB to a SLOW view so every access reaches the
+ * slow path, which checks them (a data breakpoint traps after the
+ * instruction).
+ *
  * Not implemented yet: hardware task switching (task gates, call gates),
- * virtual-8086 mode, debug-register breakpoints, #AC alignment checks,
- * XSAVE, PCID, FSGSBASE instructions; none is advertised in CPUID.
+ * virtual-8086 mode, I/O breakpoints, XSAVE, PCID, the FSGSBASE
+ * instructions; none is advertised in CPUID. Device DMA into guest RAM must
+ * call soft_mem_written() so code decoded from those pages is dropped (not
+ * wired into the VMM's DMA paths yet).
  */
 #ifndef KITE_ENGINE_SOFT_SOFT_CPU_H
 #define KITE_ENGINE_SOFT_SOFT_CPU_H
