@@ -197,3 +197,37 @@ Test(soft_vm, lapic_timer_wakes_halted_vcpu)
 	pthread_join(t, NULL);
 	vm_teardown();
 }
+
+/* 64-bit at 0x10000: print a byte, halt, repeat; IRETQ handler at 0x40
+ * sti
+ * 1: mov al, 0x11
+ * out 0xe9, al
+ * hlt
+ * jmp 1b
+ * .org 0x40
+ * iretq
+ */
+static const uint8_t code_print_loop[] = {
+	0xfb, 0xb0, 0x11, 0xe6, 0xe9, 0xf4, 0xeb, 0xf9,
+	[0x40] = 0x48, 0xcf,
+};
+
+Test(soft_vm, device_write_drops_decoded_code)
+{
+	vm_setup(code_print_loop, sizeof(code_print_loop));
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, vcpu_main, &vcpu), 0);
+	cr_assert(wait_count(&port_log, 1));
+	cr_assert_eq(atomic_load(&port_log.last), 0x11);
+	/* a "device" rewrites the immediate behind the vCPU's back */
+	uint8_t v = 0x22;
+	usleep(10000); /* let it reach HLT */
+	cr_assert_eq(gm_write(&vm.mem, 0x10002, &v, 1), 0);
+	soft_engine.mem_written(&vm, 0x10002, 1);
+	soft_vcpu_raise_intr(&vcpu, 0x40);
+	cr_assert(wait_count(&port_log, 2));
+	cr_assert_eq(atomic_load(&port_log.last), 0x22, "stale code ran");
+	vm_request_stop(&vm, VM_STOP_POWEROFF, 0);
+	pthread_join(t, NULL);
+	vm_teardown();
+}

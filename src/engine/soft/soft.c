@@ -452,6 +452,7 @@ const struct engine_ops soft_engine = {
 	.vcpu_kick = soft_vcpu_kick,
 	.irq_line = soft_irq_line,
 	.irq_msi = soft_irq_msi,
+	.mem_written = soft_mem_written,
 };
 
 /* ---- standalone ---- */
