@@ -92,7 +92,7 @@ static int probe(void)
 		return -1;
 	}
 	uint32_t bar_lo = pci_read(dev, 0x10), bar_hi = pci_read(dev, 0x14);
-	printf("virtio_blk: device at 00:%02x.0, BAR0 0x%x%08x\n", dev, bar_hi, bar_lo & ~0xFu);
+	printf("virtio_blk: device at 00:%02x.0, BAR0 at 0x%x\n", dev, bar_lo & ~0xFu);
 	if ((bar_lo & 0x6) != 0x4 || bar_hi) {
 		printf("virtio_blk: BAR0 is not a 64-bit BAR below 4 GiB\n");
 		return -1;
