@@ -29,7 +29,7 @@ $(GUEST_BUILD)/spin.elf: $(GUEST_BUILD)/spin.o $(GUEST_LIB) guests/lib/link.ld
 $(GUEST_BUILD)/triple.elf: $(GUEST_BUILD)/triple.o $(GUEST_LIB) guests/lib/link.ld
 $(GUEST_BUILD)/cpuid.elf: $(GUEST_BUILD)/cpuid.o $(GUEST_LIB) guests/lib/link.ld
 $(GUEST_BUILD)/smp.elf: $(GUEST_BUILD)/smp.o $(GUEST_BUILD)/smp_asm.o $(GUEST_LIB) guests/lib/link.ld
-$(GUEST_BUILD)/virtio_blk.elf: $(GUEST_BUILD)/virtio_blk.o $(GUEST_LIB) guests/lib/link.ld
+$(GUEST_BUILD)/virtio_blk.elf: $(GUEST_BUILD)/virtio_blk.o $(GUEST_BUILD)/interrupts_asm.o $(GUEST_LIB) guests/lib/link.ld
 
 $(GUEST_ELFS):
 	$(CC) $(GUEST_LDFLAGS) -o $@ $(filter %.o,$^)

@@ -5,6 +5,9 @@
  *   mode=read      read sector 0 and sector KNOWN_SECTOR, print and check them
  *   mode=write     also write WRITE_SECTOR with a pattern and read it back
  *   mode=readonly  expect VIRTIO_BLK_F_RO and a write failing with IOERR
+ *   mode=msix      also take one MSI-X interrupt (vector 32) for a request
+ *   mode=intx      with MSI-X off: INTA through IOAPIC pin 16 + slot % 8
+ *                  (vector 33, level), acknowledged by reading the ISR
  * Exits GUEST_OK when every check held, GUEST_FAIL otherwise. */
 #include "lib/runtime.h"
 
@@ -39,6 +42,16 @@
 #define T_OUT 1
 #define DESC_NEXT 1
 #define DESC_WRITE 2
+#define C_MSIX     0x10
+#define C_QMSIX    0x1A
+
+#define LAPIC_BASE 0xFEE00000u
+#define LAPIC_EOI  0x0B0
+#define LAPIC_SVR  0x0F0
+#define IOAPIC_BASE 0xFEC00000u
+#define VEC_MSIX   32
+#define VEC_INTX   33
+#define VEC_SPURIOUS 255
 
 struct desc { uint32_t addr_lo, addr_hi, len; uint16_t flags, next; };
 struct blk_req { uint32_t type, reserved; uint32_t sector_lo, sector_hi; };
@@ -50,7 +63,11 @@ static struct blk_req req __attribute__((aligned(16)));
 static uint8_t data[512] __attribute__((aligned(512)));
 static volatile uint8_t status;
 
-static uint32_t common, notify, devcfg, notify_mult;
+static uint32_t common, notify, devcfg, isr, notify_mult;
+static unsigned pci_dev, msix_cap;
+static uint32_t msix_table;
+static int use_msix;
+static volatile uint32_t irq_msix, irq_intx, irq_other;
 static uint16_t avail_idx, used_seen;
 static unsigned failures;
 
@@ -98,15 +115,21 @@ static int probe(void)
 		return -1;
 	}
 	uint32_t base = bar_lo & ~0xFu;
+	pci_dev = dev;
 	pci_write(dev, 0x04, (pci_read(dev, 0x04) & 0xFFFF) | 0x6); /* memory + bus master */
 	unsigned p = pci_read8(dev, 0x34), guard = 0;
 	while (p && guard++ < 48) {
+		if (pci_read8(dev, p) == 0x11) {
+			msix_cap = p;
+			msix_table = base + (pci_read(dev, p + 4) & ~7u);
+		}
 		if (pci_read8(dev, p) == 0x09) {
 			uint8_t type = pci_read8(dev, p + 3), bar = pci_read8(dev, p + 4);
 			uint32_t off = pci_read(dev, p + 8);
 			if (bar == 0) {
 				if (type == CAP_COMMON) common = base + off;
 				if (type == CAP_DEVICE) devcfg = base + off;
+				if (type == CAP_ISR) isr = base + off;
 				if (type == CAP_NOTIFY) {
 					notify = base + off;
 					notify_mult = pci_read(dev, p + 16);
@@ -115,7 +138,7 @@ static int probe(void)
 		}
 		p = pci_read8(dev, p + 1);
 	}
-	if (!common || !notify || !devcfg) {
+	if (!common || !notify || !devcfg || !isr || !msix_cap) {
 		printf("virtio_blk: capabilities missing\n");
 		return -1;
 	}
@@ -158,6 +181,13 @@ static int bring_up(uint32_t *features0)
 	mmio_write32(common + C_QAVAIL + 4, 0);
 	mmio_write32(common + C_QUSED, (uint32_t)used);
 	mmio_write32(common + C_QUSED + 4, 0);
+	if (use_msix) {
+		mmio_write16(common + C_QMSIX, 0);
+		if (mmio_read16(common + C_QMSIX) != 0) {
+			printf("virtio_blk: queue vector 0 refused\n");
+			return -1;
+		}
+	}
 	mmio_write16(common + C_QENABLE, 1);
 	notify += mmio_read16(common + C_QNOFF) * notify_mult;
 	mmio_write8(common + C_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
@@ -198,6 +228,92 @@ static int request(uint32_t type, uint32_t sector)
 	return -1;
 }
 
+/* ---- interrupts (reusing the interrupts guest's entry stubs) ---- */
+
+struct idt_entry {
+	uint16_t off_lo, sel;
+	uint8_t zero, attr;
+	uint16_t off_hi;
+} __attribute__((packed));
+
+static struct idt_entry idt[256] __attribute__((aligned(8)));
+extern const uint32_t isr_table[22];
+void isr_32(void);
+void isr_33(void);
+void isr_255(void);
+
+static void set_gate(unsigned vec, uint32_t handler)
+{
+	uint16_t cs;
+	__asm__ volatile("mov %%cs, %0" : "=r"(cs));
+	idt[vec] = (struct idt_entry){ (uint16_t)handler, cs, 0, 0x8E, (uint16_t)(handler >> 16) };
+}
+
+void isr_common(uint32_t vector, uint32_t error);
+void isr_common(uint32_t vector, uint32_t error)
+{
+	if (vector == VEC_MSIX) {
+		irq_msix++;
+		mmio_write32(LAPIC_BASE + LAPIC_EOI, 0);
+	} else if (vector == VEC_INTX) {
+		/* reading the ISR deasserts the line before the EOI */
+		if (mmio_read8(isr) & 1)
+			irq_intx++;
+		mmio_write32(LAPIC_BASE + LAPIC_EOI, 0);
+	} else if (vector == VEC_SPURIOUS) {
+		irq_other++;
+	} else {
+		printf("virtio_blk: unexpected exception %u (error 0x%x)\n", vector, error);
+		guest_exit(GUEST_FAIL);
+	}
+}
+
+static void interrupts_init(void)
+{
+	for (unsigned v = 0; v < 22; v++)
+		set_gate(v, isr_table[v]);
+	set_gate(VEC_MSIX, (uint32_t)isr_32);
+	set_gate(VEC_INTX, (uint32_t)isr_33);
+	set_gate(VEC_SPURIOUS, (uint32_t)isr_255);
+	struct {
+		uint16_t limit;
+		uint32_t base;
+	} __attribute__((packed)) d = { sizeof(idt) - 1, (uint32_t)idt };
+	__asm__ volatile("lidt %0" :: "m"(d));
+	outb(0x21, 0xff);
+	outb(0xa1, 0xff);
+	mmio_write32(LAPIC_BASE + LAPIC_SVR, 0x100 | VEC_SPURIOUS);
+}
+
+/* MSI-X entry 0 -> APIC 0, vector 32; then MSI-X on in message control. */
+static void msix_setup(void)
+{
+	mmio_write32(msix_table + 0, LAPIC_BASE);
+	mmio_write32(msix_table + 4, 0);
+	mmio_write32(msix_table + 8, VEC_MSIX);
+	mmio_write32(msix_table + 12, 0);
+	uint32_t ctl = pci_read(pci_dev, msix_cap);
+	pci_write(pci_dev, msix_cap, ctl | (0x8000u << 16));
+}
+
+/* IOAPIC pin 16 + slot % 8 -> APIC 0, vector 33, level-triggered. */
+static void intx_setup(void)
+{
+	unsigned pin = 16 + pci_dev % 8;
+	mmio_write32(IOAPIC_BASE, 0x10 + 2 * pin + 1);
+	mmio_write32(IOAPIC_BASE + 0x10, 0);
+	mmio_write32(IOAPIC_BASE, 0x10 + 2 * pin);
+	mmio_write32(IOAPIC_BASE + 0x10, VEC_INTX | (1u << 15));
+}
+
+/* Spin with interrupts on until *counter moves (bounded). */
+static int wait_irq(volatile uint32_t *counter, uint32_t before)
+{
+	for (uint32_t spins = 0; spins < 100000000u && *counter == before; spins++)
+		__asm__ volatile("sti; pause; cli");
+	return *counter != before;
+}
+
 static void print_text(const char *what, const uint8_t *p)
 {
 	printf("virtio_blk: %s: '", what);
@@ -227,7 +343,17 @@ void guest_main(const struct multiboot_info *mbi)
 {
 	const char *mode = mode_of(mbi);
 	uint32_t f0;
-	if (probe() || bring_up(&f0))
+	use_msix = has_prefix(mode, "msix");
+	if (probe())
+		guest_exit(GUEST_FAIL);
+	if (use_msix || has_prefix(mode, "intx")) {
+		interrupts_init();
+		if (use_msix)
+			msix_setup();
+		else
+			intx_setup();
+	}
+	if (bring_up(&f0))
 		guest_exit(GUEST_FAIL);
 	uint32_t cap_lo = mmio_read32(devcfg), cap_hi = mmio_read32(devcfg + 4);
 	printf("virtio_blk: capacity %u sectors%s\n", cap_lo, cap_hi ? " (and more)" : "");
@@ -249,6 +375,23 @@ void guest_main(const struct multiboot_info *mbi)
 		check(request(T_IN, WRITE_SECTOR) == 0, "read sector 7 back");
 		check(!memcmp(data, "WRITTEN BY THE GUEST", 20) && data[511] == (uint8_t)(511 * 3 + 1),
 		      "sector 7 contents");
+	} else if (use_msix || has_prefix(mode, "intx")) {
+		volatile uint32_t *counter = use_msix ? &irq_msix : &irq_intx;
+		/* The reads above interrupted too (with IF clear): let those in
+		 * first, so the count below is this request's alone. */
+		for (int i = 0; i < 100000; i++)
+			__asm__ volatile("sti; pause; cli");
+		uint32_t before = *counter;
+		__asm__ volatile("sti");
+		int s = request(T_IN, KNOWN_SECTOR);
+		int got = wait_irq(counter, before);
+		__asm__ volatile("cli");
+		printf("virtio_blk: %s interrupts: %u before the request, %u after (status %d)\n",
+		       use_msix ? "msix" : "intx", before, *counter, s);
+		check(s == 0 && got, use_msix ? "request completed with an MSI-X interrupt"
+					      : "request completed with an INTx interrupt");
+		if (!use_msix)
+			check(mmio_read8(isr) == 0, "ISR clear after the handler read it");
 	} else if (has_prefix(mode, "readonly")) {
 		check(f0 & (1u << BLK_F_RO), "VIRTIO_BLK_F_RO offered");
 		memcpy(data, "MUST NOT BE WRITTEN", 19);
