@@ -70,8 +70,10 @@ int vm_add_device(struct vm *vm, const struct device_ops *ops, void *dev)
 }
 
 static void destroy_blk(void *p) { virtio_blk_destroy(p); }
+static void quiesce_blk(void *p) { virtio_blk_drain(p); }
 static void destroy_rng(void *p) { virtio_rng_destroy(p); }
 static void destroy_console(void *p) { virtio_console_destroy(p); }
+static void quiesce_console(void *p) { virtio_console_quiesce(p); }
 
 /* The virtio devices on PCI bus 0: disks first (slot 1 up, so the first
  * --disk is the guest's vda), then virtio-rng, then virtio-console. BARs
@@ -89,8 +91,9 @@ static int vm_create_virtio(struct vm *vm, struct char_backend *console_be)
 			char_backend_destroy(console_be);
 			return ret; /* reported, with the path */
 		}
+		struct virtio_pci_owner owner = { blk, destroy_blk, quiesce_blk };
 		ret = virtio_pci_create(vm, virtio_blk_vdev(blk), slot++,
-					pci_mmio_alloc(&win, VIRTIO_PCI_BAR_SIZE), destroy_blk, blk, NULL);
+					pci_mmio_alloc(&win, VIRTIO_PCI_BAR_SIZE), &owner, NULL);
 		if (ret) {
 			kite_err("cannot create the virtio-blk device for disk '%s': %s", d->path,
 				 strerror(-ret));
@@ -101,10 +104,11 @@ static int vm_create_virtio(struct vm *vm, struct char_backend *console_be)
 	if (vm->cfg->rng) {
 		struct virtio_rng *rng;
 		ret = virtio_rng_create(&rng, &vm->mem);
-		if (!ret)
+		if (!ret) {
+			struct virtio_pci_owner owner = { rng, destroy_rng, NULL };
 			ret = virtio_pci_create(vm, virtio_rng_vdev(rng), slot++,
-						pci_mmio_alloc(&win, VIRTIO_PCI_BAR_SIZE), destroy_rng, rng,
-						NULL);
+						pci_mmio_alloc(&win, VIRTIO_PCI_BAR_SIZE), &owner, NULL);
+		}
 		if (ret) {
 			kite_err("cannot create the virtio-rng device: %s", strerror(-ret));
 			char_backend_destroy(console_be);
@@ -114,10 +118,11 @@ static int vm_create_virtio(struct vm *vm, struct char_backend *console_be)
 	if (console_be) {
 		struct virtio_console *con;
 		ret = virtio_console_create(&con, &vm->mem, console_be);
-		if (!ret)
+		if (!ret) {
+			struct virtio_pci_owner owner = { con, destroy_console, quiesce_console };
 			ret = virtio_pci_create(vm, virtio_console_vdev(con), slot++,
-						pci_mmio_alloc(&win, VIRTIO_PCI_BAR_SIZE), destroy_console,
-						con, NULL);
+						pci_mmio_alloc(&win, VIRTIO_PCI_BAR_SIZE), &owner, NULL);
+		}
 		if (ret) {
 			kite_err("cannot create the virtio-console device: %s", strerror(-ret));
 			return ret;

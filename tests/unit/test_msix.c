@@ -181,3 +181,25 @@ Test(msix, hostile_accesses)
 	cr_assert_eq(msix_table_read(&m, 12, 4), 1);
 	cr_assert_eq(pci_get_word(dev.config, CAP + 2), NR - 1);
 }
+
+Test(msix, save_restore)
+{
+	ctl_write(PCI_MSIX_FLAGS_ENABLE);
+	program(2, 0x22, true);
+	msix_notify(&m, 2);
+	size_t need = msix_save(&m, NULL, 0);
+	uint8_t buf[512];
+	cr_assert_leq(need, sizeof(buf));
+	cr_assert_eq(msix_save(&m, buf, sizeof(buf)), need);
+	msix_reset(&m, &dev);
+	cr_assert_eq(msix_restore(&m, buf, need - 1), -EINVAL);
+	buf[0] ^= 1;
+	cr_assert_eq(msix_restore(&m, buf, need), -EINVAL);
+	buf[0] ^= 1;
+	cr_assert_eq(msix_restore(&m, buf, need), 0);
+	cr_assert(msix_enabled(&m));
+	cr_assert(msix_is_pending(&m, 2));
+	cr_assert_eq(msix_table_read(&m, 2 * 16 + 8, 4), 0x22);
+	msix_table_write(&m, 2 * 16 + 12, 4, 0);
+	cr_assert_eq(sent, 1, "the pending message survives");
+}

@@ -4,6 +4,7 @@
  * that records MSI messages and line levels. The device behind it is
  * virtio-rng (synchronous: a notify completes before it returns). */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 
 #include "arch/x86/layout.h"
 #include "devices/pci/host_bridge.h"
@@ -60,7 +61,8 @@ static void setup(void)
 	cr_assert_eq(pci_host_bridge_create(&vm, NULL, NULL), 0);
 	struct virtio_rng *rng;
 	cr_assert_eq(virtio_rng_create(&rng, &vm.mem), 0);
-	cr_assert_eq(virtio_pci_create(&vm, virtio_rng_vdev(rng), SLOT, BAR_AT, rng_free, rng, &vp), 0);
+	struct virtio_pci_owner owner = { rng, rng_free, NULL };
+	cr_assert_eq(virtio_pci_create(&vm, virtio_rng_vdev(rng), SLOT, BAR_AT, &owner, &vp), 0);
 	bar = BAR_AT;
 }
 
@@ -492,4 +494,46 @@ Test(vpci, mmio_window_allocator)
 	cr_assert_eq(pci_mmio_alloc(&w, 0x8000), LAYOUT_PCI_MMIO32_START + 0x18000);
 	cr_assert_eq(pci_mmio_alloc(&w, 0x8000), 0, "full");
 	cr_assert_eq(pci_mmio_alloc(&w, 0x3000), 0, "not a power of two");
+}
+
+Test(vpci, save_restore_round_trip)
+{
+	bring_up(true);
+	cr_assert_eq(request_random(), 32);
+	size_t need = virtio_pci_device_ops.save(vp, NULL, 0);
+	cr_assert_gt(need, 256);
+	uint8_t *blob = malloc(need);
+	cr_assert_eq(virtio_pci_device_ops.save(vp, blob, need), need);
+
+	/* the guest wrecks everything: reset, MSI-X off, BAR moved */
+	wr(COMMON + VIRTIO_PCI_COMMON_STATUS, 1, 0);
+	enable_msix(false);
+	cfg_write(PCI_BAR0, 4, 0xC0200000);
+	bar = 0xC0200000;
+	cr_assert_eq(rd(COMMON + VIRTIO_PCI_COMMON_STATUS, 1), 0);
+
+	/* hostile blobs change nothing */
+	cr_assert_eq(virtio_pci_device_ops.restore(vp, blob, need - 1), -EINVAL);
+	blob[0] ^= 1;
+	cr_assert_eq(virtio_pci_device_ops.restore(vp, blob, need), -EINVAL);
+	blob[0] ^= 1;
+	cr_assert_eq(rd(COMMON + VIRTIO_PCI_COMMON_STATUS, 1), 0);
+
+	cr_assert_eq(virtio_pci_device_ops.restore(vp, blob, need), 0);
+	free(blob);
+	uint64_t v;
+	cr_assert_not(bus_read(&vm.mmio, 0xC0200000, 4, &v), "BAR back where it was saved");
+	bar = BAR_AT;
+	cr_assert_eq(rd(COMMON + VIRTIO_PCI_COMMON_STATUS, 1) & VIRTIO_STATUS_DRIVER_OK,
+		     VIRTIO_STATUS_DRIVER_OK);
+	wr(COMMON + VIRTIO_PCI_COMMON_Q_SELECT, 2, 0);
+	cr_assert_eq(rd(COMMON + VIRTIO_PCI_COMMON_Q_ENABLE, 2), 1);
+	cr_assert_eq(rd(COMMON + VIRTIO_PCI_COMMON_Q_MSIX, 2), 1);
+	cr_assert_eq(rd(COMMON + VIRTIO_PCI_COMMON_Q_DESCLO, 8), drv.desc);
+	cr_assert(cfg_read(find_cap(PCI_CAP_ID_MSIX) + 2, 2) & PCI_MSIX_FLAGS_ENABLE);
+	/* and the ring carries on where it was */
+	unsigned before = msi.n;
+	cr_assert_eq(request_random(), 32);
+	cr_assert_eq(msi.n, before + 1);
+	cr_assert_eq(msi.data[before], 0x41);
 }

@@ -243,3 +243,53 @@ bool msix_is_pending(struct msix *m, unsigned v)
 	pthread_mutex_unlock(&m->lock);
 	return p;
 }
+
+#define MSIX_SAVE_MAGIC 0x5849534Du /* "MSIX" */
+
+struct msix_saved {
+	uint32_t magic, nr;
+	uint8_t enabled, masked, pad[6];
+	/* then nr entries, then the PBA words */
+};
+
+size_t msix_save(struct msix *m, void *buf, size_t len)
+{
+	size_t need = sizeof(struct msix_saved) + m->nr * sizeof(struct msix_entry) +
+		      msix_pba_bytes(m->nr);
+	if (len < need)
+		return need;
+	struct msix_saved h = { .magic = MSIX_SAVE_MAGIC, .nr = m->nr };
+	uint8_t *p = buf;
+	pthread_mutex_lock(&m->lock);
+	h.enabled = m->enabled;
+	h.masked = m->masked;
+	memcpy(p, &h, sizeof(h));
+	memcpy(p + sizeof(h), m->table, m->nr * sizeof(struct msix_entry));
+	memcpy(p + sizeof(h) + m->nr * sizeof(struct msix_entry), m->pba, msix_pba_bytes(m->nr));
+	pthread_mutex_unlock(&m->lock);
+	return need;
+}
+
+int msix_restore(struct msix *m, const void *buf, size_t len)
+{
+	struct msix_saved h;
+	size_t need = sizeof(h) + m->nr * sizeof(struct msix_entry) + msix_pba_bytes(m->nr);
+	if (len != need)
+		return -EINVAL;
+	memcpy(&h, buf, sizeof(h));
+	if (h.magic != MSIX_SAVE_MAGIC || h.nr != m->nr)
+		return -EINVAL;
+	const uint8_t *p = buf;
+	pthread_mutex_lock(&m->lock);
+	m->enabled = h.enabled;
+	m->masked = h.masked;
+	memcpy(m->table, p + sizeof(h), m->nr * sizeof(struct msix_entry));
+	memcpy(m->pba, p + sizeof(h) + m->nr * sizeof(struct msix_entry), msix_pba_bytes(m->nr));
+	for (unsigned i = 0; i < m->nr; i++)
+		m->table[i].ctrl &= MSIX_ENTRY_CTRL_MASKBIT;
+	/* bits past nr in the last PBA word stay clear */
+	if (m->nr % 64)
+		m->pba[m->nr / 64] &= (1ULL << (m->nr % 64)) - 1;
+	pthread_mutex_unlock(&m->lock);
+	return 0;
+}

@@ -19,6 +19,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "devices/pci/pci.h"
@@ -87,6 +88,13 @@ uint64_t msix_pba_read(struct msix *m, uint64_t off, unsigned size);
  * MSI-X is disabled (the device falls back to INTx), -EINVAL for v out of
  * range. */
 int msix_notify(struct msix *m, unsigned v);
+
+/* State as a blob: enable/mask flags, table, PBA (the capability itself
+ * lives in the device's config space, which the device saves). msix_save
+ * returns the bytes needed (writes nothing if len is short); msix_restore
+ * returns 0 or -EINVAL for a blob of another size or version. */
+size_t msix_save(struct msix *m, void *buf, size_t len);
+int msix_restore(struct msix *m, const void *buf, size_t len);
 bool msix_enabled(struct msix *m);
 bool msix_is_pending(struct msix *m, unsigned v);
 

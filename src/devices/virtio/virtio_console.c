@@ -146,6 +146,21 @@ static void con_reset(struct virtio_device *vd)
 	pthread_mutex_unlock(&vd->lock);
 }
 
+void virtio_console_quiesce(struct virtio_console *con)
+{
+	struct virtio_device *vd = &con->vdev;
+	bool irq = false;
+	pthread_mutex_lock(&vd->lock);
+	if (con->holding) {
+		con->holding = false;
+		virtq_push(&con->vq[RXQ], con->rx.head, 0);
+		irq = virtq_should_interrupt(&con->vq[RXQ]);
+	}
+	pthread_mutex_unlock(&vd->lock);
+	if (irq)
+		virtio_queue_interrupt(vd, RXQ);
+}
+
 static const struct virtio_device_ops con_ops = {
 	.name = "virtio-console",
 	.config_read = con_config_read,

@@ -25,5 +25,8 @@ int virtio_console_create(struct virtio_console **out, const struct guest_memory
 			  struct char_backend *be);
 void virtio_console_destroy(struct virtio_console *con);
 struct virtio_device *virtio_console_vdev(struct virtio_console *con);
+/* Before save: a receive buffer taken for the backend goes back to the
+ * guest unused, so the rings alone describe the state. */
+void virtio_console_quiesce(struct virtio_console *con);
 
 #endif

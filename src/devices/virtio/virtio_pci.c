@@ -15,8 +15,7 @@
 struct virtio_pci {
 	struct vm *vm;
 	struct virtio_device *vd;
-	void (*destroy_vdev)(void *);
-	void *owner;
+	struct virtio_pci_owner owner;
 	struct pci_device pdev;
 	struct msix msix;
 	unsigned gsi;
@@ -600,36 +599,146 @@ static void vp_destroy(void *opaque)
 	vp->isr = 0;
 	update_intx_locked(vp);
 	pthread_mutex_unlock(&vp->lock);
-	if (vp->destroy_vdev)
-		vp->destroy_vdev(vp->owner);
+	if (vp->owner.destroy)
+		vp->owner.destroy(vp->owner.opaque);
 	msix_fini(&vp->msix);
 	pthread_mutex_destroy(&vp->lock);
 	free(vp);
 }
 
-static const struct device_ops virtio_pci_ops = {
-	.name = "virtio-pci", .reset = vp_reset, .destroy = vp_destroy,
+/* ---- save / restore ---- */
+
+#define VP_SAVE_MAGIC 0x50435056u /* "VPCP" */
+#define VP_SAVE_VERSION 1
+
+struct vp_saved {
+	uint32_t magic, version, nr_queues;
+	uint8_t devfn, isr, pad[2];
+	uint32_t dfselect, gfselect;
+	uint16_t msix_config, queue_select;
+	uint32_t msix_len, virtio_len;
+	uint8_t config[PCI_CONFIG_SIZE];
+	uint16_t q_vector[VIRTIO_PCI_MAX_QUEUES];
+	uint64_t q_desc[VIRTIO_PCI_MAX_QUEUES];
+	uint64_t q_avail[VIRTIO_PCI_MAX_QUEUES];
+	uint64_t q_used[VIRTIO_PCI_MAX_QUEUES];
+	/* then the MSI-X blob, then the virtio blob */
+};
+
+static size_t vp_save(void *opaque, void *buf, size_t len)
+{
+	struct virtio_pci *vp = opaque;
+	if (vp->owner.quiesce)
+		vp->owner.quiesce(vp->owner.opaque);
+	size_t mlen = msix_save(&vp->msix, NULL, 0);
+	size_t vlen = virtio_save(vp->vd, NULL, 0);
+	size_t need = sizeof(struct vp_saved) + mlen + vlen;
+	if (len < need)
+		return need;
+	struct vp_saved saved, *s = &saved;
+	memset(s, 0, sizeof(*s));
+	s->magic = VP_SAVE_MAGIC;
+	s->version = VP_SAVE_VERSION;
+	s->nr_queues = vp->vd->nr_queues;
+	s->devfn = vp->pdev.devfn;
+	s->msix_len = (uint32_t)mlen;
+	s->virtio_len = (uint32_t)vlen;
+	pthread_mutex_lock(&vp->vm->pci->lock);
+	memcpy(s->config, vp->pdev.config, PCI_CONFIG_SIZE);
+	pthread_mutex_unlock(&vp->vm->pci->lock);
+	pthread_mutex_lock(&vp->lock);
+	s->isr = vp->isr;
+	s->dfselect = vp->dfselect;
+	s->gfselect = vp->gfselect;
+	s->msix_config = vp->msix_config;
+	s->queue_select = vp->queue_select;
+	memcpy(s->q_vector, vp->q_vector, sizeof(s->q_vector));
+	memcpy(s->q_desc, vp->q_desc, sizeof(s->q_desc));
+	memcpy(s->q_avail, vp->q_avail, sizeof(s->q_avail));
+	memcpy(s->q_used, vp->q_used, sizeof(s->q_used));
+	pthread_mutex_unlock(&vp->lock);
+	uint8_t *p = buf;
+	memcpy(p, s, sizeof(*s));
+	msix_save(&vp->msix, p + sizeof(struct vp_saved), mlen);
+	virtio_save(vp->vd, p + sizeof(struct vp_saved) + mlen, vlen);
+	return need;
+}
+
+static int vp_restore(void *opaque, const void *buf, size_t len)
+{
+	struct virtio_pci *vp = opaque;
+	if (len < sizeof(struct vp_saved))
+		return -EINVAL;
+	struct vp_saved saved, *s = &saved;
+	memcpy(s, buf, sizeof(*s));
+	const uint8_t *p = (const uint8_t *)buf + sizeof(*s);
+	int ret = -EINVAL;
+	if (s->magic != VP_SAVE_MAGIC || s->version != VP_SAVE_VERSION ||
+	    s->nr_queues != vp->vd->nr_queues || s->devfn != vp->pdev.devfn ||
+	    (uint64_t)sizeof(*s) + s->msix_len + s->virtio_len != len)
+		goto out;
+	/* Checked pieces first, so a bad blob changes nothing it can avoid. */
+	if ((ret = virtio_restore(vp->vd, p + s->msix_len, s->virtio_len)))
+		goto out;
+	if ((ret = msix_restore(&vp->msix, p, s->msix_len)))
+		goto out;
+	pthread_mutex_lock(&vp->lock);
+	vp->isr = s->isr & (VIRTIO_PCI_ISR_QUEUE | VIRTIO_PCI_ISR_CONFIG);
+	vp->dfselect = s->dfselect;
+	vp->gfselect = s->gfselect;
+	vp->msix_config = checked_vector(vp, s->msix_config);
+	vp->queue_select = s->queue_select;
+	for (unsigned i = 0; i < VIRTIO_PCI_MAX_QUEUES; i++) {
+		vp->q_vector[i] = checked_vector(vp, s->q_vector[i]);
+		vp->q_desc[i] = s->q_desc[i];
+		vp->q_avail[i] = s->q_avail[i];
+		vp->q_used[i] = s->q_used[i];
+	}
+	pthread_mutex_unlock(&vp->lock);
+	/* Config space: only what the guest could have written changes, so
+	 * IDs, capabilities and masks stay this build's. */
+	pthread_mutex_lock(&vp->vm->pci->lock);
+	for (unsigned i = 0; i < PCI_CONFIG_SIZE; i++) {
+		uint8_t wm = vp->pdev.wmask[i] | vp->pdev.w1cmask[i];
+		vp->pdev.config[i] = (uint8_t)((vp->pdev.config[i] & ~wm) | (s->config[i] & wm));
+	}
+	uint16_t cmd = pci_get_word(vp->pdev.config, PCI_COMMAND);
+	atomic_store(&vp->intx_disabled, (cmd & PCI_COMMAND_INTX_DISABLE) != 0);
+	map_bar_locked(vp, pci_device_bar_address(&vp->pdev, VIRTIO_PCI_BAR),
+		       cmd & PCI_COMMAND_MEMORY);
+	pthread_mutex_unlock(&vp->vm->pci->lock);
+	pthread_mutex_lock(&vp->lock);
+	update_intx_locked(vp);
+	pthread_mutex_unlock(&vp->lock);
+	ret = 0;
+out:
+	return ret;
+}
+
+const struct device_ops virtio_pci_device_ops = {
+	.name = "virtio-pci", .reset = vp_reset, .save = vp_save, .restore = vp_restore,
+	.destroy = vp_destroy,
 };
 
 int virtio_pci_create(struct vm *vm, struct virtio_device *vd, unsigned slot, uint64_t bar_addr,
-		      void (*destroy_vdev)(void *), void *vdev_owner, struct virtio_pci **out)
+		      const struct virtio_pci_owner *owner, struct virtio_pci **out)
 {
 	if (!vm->pci || slot == 0 || slot >= PCI_SLOTS || vd->nr_queues > VIRTIO_PCI_MAX_QUEUES ||
 	    vd->config_len > VIRTIO_PCI_DEVICE_LEN || !bar_addr) {
-		if (destroy_vdev)
-			destroy_vdev(vdev_owner);
+		if (owner && owner->destroy)
+			owner->destroy(owner->opaque);
 		return -EINVAL;
 	}
 	struct virtio_pci *vp = calloc(1, sizeof(*vp));
 	if (!vp) {
-		if (destroy_vdev)
-			destroy_vdev(vdev_owner);
+		if (owner && owner->destroy)
+			owner->destroy(owner->opaque);
 		return -ENOMEM;
 	}
 	vp->vm = vm;
 	vp->vd = vd;
-	vp->destroy_vdev = destroy_vdev;
-	vp->owner = vdev_owner;
+	if (owner)
+		vp->owner = *owner;
 	vp->gsi = virtio_pci_intx_gsi(slot);
 	vp->bar_init = bar_addr;
 	snprintf(vp->name, sizeof(vp->name), "%s (pci 00:%02x.0)", vd->name, slot);
@@ -653,7 +762,7 @@ int virtio_pci_create(struct vm *vm, struct virtio_device *vd, unsigned slot, ui
 		vp->plugged = !ret;
 	}
 	if (!ret)
-		ret = vm_add_device(vm, &virtio_pci_ops, vp);
+		ret = vm_add_device(vm, &virtio_pci_device_ops, vp);
 	if (ret) {
 		vp_destroy(vp);
 		return ret;

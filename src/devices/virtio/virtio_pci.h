@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "devices/virtio/virtio.h"
+#include "vmm/device.h"
 
 struct vm;
 struct virtio_pci;
@@ -113,14 +114,27 @@ uint64_t pci_mmio_alloc(struct pci_mmio_window *w, uint64_t size);
 /* The PCI class code (0xCCSSPP) for a virtio device type. */
 uint32_t virtio_pci_class(uint32_t device_id);
 
+/* Who owns the device logic behind a transport. */
+struct virtio_pci_owner {
+	void *opaque;                  /* the device model (struct virtio_blk *, ...) */
+	void (*destroy)(void *opaque); /* free it (after the function is unplugged) */
+	/* Optional: wait until no request is in flight (before save). */
+	void (*quiesce)(void *opaque);
+};
+
 /* Put vd behind a new PCI function at slot `slot` (function 0) of vm->pci,
  * BAR 0 pre-programmed at bar_addr with memory decode and bus mastering on
  * (kite has no firmware to do it), and register it with the VM. The
  * transport owns the device from then on: vm_destroy calls
- * destroy_vdev(vdev_owner) after unplugging it; on failure it is called
- * before returning. Returns 0 or a negative errno. */
+ * owner->destroy after unplugging it; on failure it is called before
+ * returning. Returns 0 or a negative errno.
+ *
+ * Save/restore (device_ops): config space, transport registers, MSI-X
+ * state and the virtio common state, taken with the VM paused (the owner's
+ * quiesce runs first). */
 int virtio_pci_create(struct vm *vm, struct virtio_device *vd, unsigned slot, uint64_t bar_addr,
-		      void (*destroy_vdev)(void *), void *vdev_owner, struct virtio_pci **out);
+		      const struct virtio_pci_owner *owner, struct virtio_pci **out);
+extern const struct device_ops virtio_pci_device_ops;
 
 /* Tests: the BAR's register access, as the MMIO bus calls it. */
 uint64_t virtio_pci_bar_read(struct virtio_pci *vp, uint64_t off, unsigned size);
