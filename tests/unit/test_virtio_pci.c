@@ -537,3 +537,16 @@ Test(vpci, save_restore_round_trip)
 	cr_assert_eq(msi.n, before + 1);
 	cr_assert_eq(msi.data[before], 0x41);
 }
+
+Test(vpci, enabling_msix_drops_a_pending_intx)
+{
+	bring_up(false);
+	cr_assert_eq(request_random(), 32);
+	cr_assert(fe.level[GSI]);
+	enable_msix(true);
+	cr_assert_not(fe.level[GSI], "no INTx while MSI-X is enabled");
+	enable_msix(false);
+	cr_assert(fe.level[GSI], "the unread ISR asserts it again");
+	rd(cap_region(VIRTIO_PCI_CAP_ISR_CFG), 1);
+	cr_assert_not(fe.level[GSI]);
+}

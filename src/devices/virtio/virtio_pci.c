@@ -68,9 +68,11 @@ uint8_t virtio_pci_devfn(const struct virtio_pci *vp)
 
 /* ---- interrupts ---- */
 
+/* INTA follows the ISR, unless the command register disables INTx or
+ * MSI-X is on (a function using MSI-X never asserts INTx). */
 static void update_intx_locked(struct virtio_pci *vp)
 {
-	bool level = vp->isr && !atomic_load(&vp->intx_disabled);
+	bool level = vp->isr && !atomic_load(&vp->intx_disabled) && !msix_enabled(&vp->msix);
 	if (level != vp->intx_level) {
 		vp->intx_level = level;
 		vm_irq_line(vp->vm, vp->gsi, level);
@@ -475,7 +477,10 @@ static void hook_config_write(struct pci_device *dev, unsigned off, unsigned siz
 	struct virtio_pci *vp = dev->opaque;
 	(void)value;
 	msix_config_write(&vp->msix, dev, off, size);
-	if (off < PCI_COMMAND + 2 && off + size > PCI_COMMAND) {
+	unsigned ctl = VIRTIO_PCI_CAP_MSIX_AT + PCI_MSIX_FLAGS;
+	bool cmd_written = off < PCI_COMMAND + 2 && off + size > PCI_COMMAND;
+	bool msix_written = off < ctl + 2 && off + size > ctl;
+	if (cmd_written || msix_written) {
 		bool dis = pci_get_word(dev->config, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE;
 		atomic_store(&vp->intx_disabled, dis);
 		pthread_mutex_lock(&vp->lock);
