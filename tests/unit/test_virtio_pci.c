@@ -550,3 +550,68 @@ Test(vpci, enabling_msix_drops_a_pending_intx)
 	rd(cap_region(VIRTIO_PCI_CAP_ISR_CFG), 1);
 	cr_assert_not(fe.level[GSI]);
 }
+
+/* xorshift: a fixed-seed stream, so a failure reproduces */
+static uint64_t rnd_state;
+static uint64_t rnd(void)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return rnd_state;
+}
+
+Test(vpci, random_register_storm_then_recovery)
+{
+	/* A guest writing anything anywhere: config space (including the BAR,
+	 * command, MSI-X control and the PCI_CFG window), every BAR region,
+	 * odd sizes and offsets. kite must stay up, the BAR must never land on
+	 * RAM, and a reset plus a clean bring-up must work afterwards. */
+	static const unsigned sizes[] = { 1, 2, 4, 8, 3, 0, 16 };
+	rnd_state = 0x9E3779B97F4A7C15ULL;
+	bring_up(true);
+	for (int i = 0; i < 200000; i++) {
+		uint64_t r = rnd();
+		unsigned size = sizes[(r >> 8) % 7];
+		uint64_t val = rnd();
+		if (val & 1)
+			val &= 0xFF;      /* small values hit more meaningful cases */
+		switch (r % 4) {
+		case 0: {
+			unsigned off = (unsigned)((r >> 16) % 0x110);
+			unsigned sz = size <= 4 && size && !(size & (size - 1)) ? size : 4;
+			if (off == PCI_BAR0 || off == PCI_BAR0 + 4)
+				val &= 0xFFFFF000;
+			cfg_write(off & ~(sz - 1), sz, (uint32_t)val);
+			break;
+		}
+		case 1:
+			cfg_read((unsigned)((r >> 16) % 0x110) & ~3u, 4);
+			break;
+		case 2:
+			virtio_pci_bar_write(vp, (r >> 16) % (VIRTIO_PCI_BAR_SIZE + 0x100), size, val);
+			break;
+		default:
+			virtio_pci_bar_read(vp, (r >> 16) % (VIRTIO_PCI_BAR_SIZE + 0x100), size);
+			break;
+		}
+	}
+	/* no RAM address is claimed by a device range */
+	uint64_t v;
+	for (uint64_t a = 0; a < (64 << 20); a += 0x8000)
+		cr_assert_not(bus_read(&vm.mmio, a, 4, &v), "BAR over RAM at 0x%llx",
+			      (unsigned long long)a);
+	/* firmware-style recovery: BAR back, decode on, MSI-X off, reset */
+	cfg_write(PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	cfg_write(PCI_BAR0, 4, (uint32_t)BAR_AT);
+	cfg_write(PCI_BAR0 + 4, 4, 0);
+	unsigned c = find_cap(PCI_CAP_ID_MSIX);
+	cr_assert(c, "capability list intact");
+	cfg_write(c + 2, 2, 0);
+	bar = BAR_AT;
+	msi.n = 0;
+	drv.next_desc = 0;
+	bring_up(true);
+	cr_assert_eq(request_random(), 32);
+	cr_assert_eq(msi.n, 1);
+}
