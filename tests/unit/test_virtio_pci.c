@@ -615,3 +615,17 @@ Test(vpci, random_register_storm_then_recovery)
 	cr_assert_eq(request_random(), 32);
 	cr_assert_eq(msi.n, 1);
 }
+
+Test(vpci, bus_master_off_means_no_dma_and_no_msi)
+{
+	bring_up(true);
+	uint16_t cmd = (uint16_t)cfg_read(PCI_COMMAND, 2);
+	cfg_write(PCI_COMMAND, 2, cmd & ~PCI_COMMAND_MASTER);
+	cr_assert_eq(request_random(), -1, "notify ignored: the rings are not read");
+	cr_assert_eq(msi.n, 0);
+	cfg_write(PCI_COMMAND, 2, cmd);
+	wr(notify_addr(0), 2, 0);
+	uint32_t id, len;
+	cr_assert_eq(vdrv_get_used(&drv, &id, &len), 1, "served once mastering is back");
+	cr_assert_eq(msi.n, 1);
+}

@@ -26,6 +26,7 @@ struct virtio_pci {
 	bool mapped, plugged;
 	uint64_t mapped_at;
 	_Atomic bool intx_disabled; /* command register INTX_DISABLE */
+	_Atomic bool bus_master;    /* command register MASTER: DMA and MSI allowed */
 
 	/* Transport registers, guarded by lock. */
 	pthread_mutex_t lock;
@@ -85,8 +86,10 @@ static void raise_irq(struct virtio_pci *vp, uint16_t vector, uint8_t isr_bit)
 {
 	pthread_mutex_lock(&vp->lock);
 	int r = -ENODEV;
+	/* An MSI is a memory write: without bus mastering there is none. */
 	if (msix_enabled(&vp->msix))
-		r = vector == MSIX_NO_VECTOR ? 0 : msix_notify(&vp->msix, vector);
+		r = vector == MSIX_NO_VECTOR || !atomic_load(&vp->bus_master) ?
+			    0 : msix_notify(&vp->msix, vector);
 	if (r == -ENODEV) {
 		vp->isr |= isr_bit;
 		update_intx_locked(vp);
@@ -371,8 +374,9 @@ void virtio_pci_bar_write(struct virtio_pci *vp, uint64_t off, unsigned size, ui
 	} else if (off < VIRTIO_PCI_MSIX_TABLE_OFF) {
 		uint64_t rel = off - VIRTIO_PCI_NOTIFY_OFF;
 		/* The address names the queue; the value (its index, without
-		 * NOTIFICATION_DATA) adds nothing. */
-		if (rel % VIRTIO_PCI_NOTIFY_MULT == 0)
+		 * NOTIFICATION_DATA) adds nothing. A device that may not master
+		 * the bus cannot read its rings. */
+		if (rel % VIRTIO_PCI_NOTIFY_MULT == 0 && atomic_load(&vp->bus_master))
 			virtio_queue_notify(vp->vd, (unsigned)(rel / VIRTIO_PCI_NOTIFY_MULT));
 	} else if (off < VIRTIO_PCI_MSIX_PBA_OFF) {
 		msix_table_write(&vp->msix, off - VIRTIO_PCI_MSIX_TABLE_OFF, size, value);
@@ -481,8 +485,9 @@ static void hook_config_write(struct pci_device *dev, unsigned off, unsigned siz
 	bool cmd_written = off < PCI_COMMAND + 2 && off + size > PCI_COMMAND;
 	bool msix_written = off < ctl + 2 && off + size > ctl;
 	if (cmd_written || msix_written) {
-		bool dis = pci_get_word(dev->config, PCI_COMMAND) & PCI_COMMAND_INTX_DISABLE;
-		atomic_store(&vp->intx_disabled, dis);
+		uint16_t cmd = pci_get_word(dev->config, PCI_COMMAND);
+		atomic_store(&vp->intx_disabled, (cmd & PCI_COMMAND_INTX_DISABLE) != 0);
+		atomic_store(&vp->bus_master, (cmd & PCI_COMMAND_MASTER) != 0);
 		pthread_mutex_lock(&vp->lock);
 		update_intx_locked(vp);
 		pthread_mutex_unlock(&vp->lock);
@@ -570,6 +575,7 @@ static void program_bar_locked(struct virtio_pci *vp)
 	pci_set_long(c, off + 4, (uint32_t)(vp->bar_init >> 32));
 	pci_set_word(c, PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
 	atomic_store(&vp->intx_disabled, false);
+	atomic_store(&vp->bus_master, true);
 	map_bar_locked(vp, vp->bar_init, true);
 }
 
@@ -709,6 +715,7 @@ static int vp_restore(void *opaque, const void *buf, size_t len)
 	}
 	uint16_t cmd = pci_get_word(vp->pdev.config, PCI_COMMAND);
 	atomic_store(&vp->intx_disabled, (cmd & PCI_COMMAND_INTX_DISABLE) != 0);
+	atomic_store(&vp->bus_master, (cmd & PCI_COMMAND_MASTER) != 0);
 	map_bar_locked(vp, pci_device_bar_address(&vp->pdev, VIRTIO_PCI_BAR),
 		       cmd & PCI_COMMAND_MEMORY);
 	pthread_mutex_unlock(&vp->vm->pci->lock);
