@@ -22,8 +22,10 @@ OBJS      := $(SRCS:%.c=$(BUILD)/%.o)
 LIB_OBJS  := $(filter-out $(BUILD)/src/main.o,$(OBJS))
 TEST_SRCS := $(shell find tests/unit -name '*.c' | sort)
 TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
+DIFF_SRCS := $(wildcard tests/diff/*.c)
+DIFF_OBJS := $(DIFF_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: all test unit integration clean guests
+.PHONY: all test unit diff integration clean guests
 all: $(BUILD)/kite guests
 
 $(BUILD)/kite: $(OBJS)
@@ -39,14 +41,22 @@ $(BUILD)/unit-tests: $(TEST_OBJS) $(LIB_OBJS)
 unit: $(BUILD)/unit-tests
 	$(BUILD)/unit-tests --jobs 2
 
+# Differential test of the soft CPU against the host CPU (tests/diff):
+# `make diff` is the bounded quick pass; bench/diff-fuzz.sh the long one.
+$(BUILD)/diff-test: $(DIFF_OBJS) $(LIB_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+diff: $(BUILD)/diff-test
+	$(BUILD)/diff-test --quick
+
 integration: all
 	KITE=$(abspath $(BUILD)/kite) /usr/bin/python3 -m pytest -q tests/integration
 
-test: unit integration
+test: unit diff integration
 
 -include guests/guests.mk
 
 clean:
 	rm -rf build
 
--include $(OBJS:.o=.d) $(TEST_OBJS:.o=.d)
+-include $(OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(DIFF_OBJS:.o=.d)

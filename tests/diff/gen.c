@@ -1,0 +1,927 @@
+/* Case generation.
+ *
+ * Templates name a mnemonic and the operand shapes to try ("r,r r,m m,r r,i
+ * m,i": register, memory, immediate, CL, fixed-size r8/m16...) in operand
+ * sizes 8/16/32/64. gen_init() expands them into variants and keeps those
+ * the Zydis encoder accepts; each variant then yields cases with random
+ * registers, addressing and edge/random operand values. Instructions the
+ * encoder cannot express well (string ops with prefixes, branches, implicit
+ * operand forms, invalid and privileged opcodes) are raw byte templates.
+ *
+ * Not generated (not meaningful at CPL3 in a Linux process, or not
+ * comparable with the host): SYSCALL/SYSENTER/INT 0x80 (enter the host
+ * kernel), IRET, far jumps/calls, MOV/POP to segment registers, LDS & co.,
+ * WRFSBASE/WRGSBASE and FS/GS overrides (host TLS), SGDT/SIDT/SMSW/STR/SLDT
+ * (UMIP: Linux emulates them), CPUID, RDTSC(P), RDPID, RDRAND/RDSEED, RDPMC
+ * (host-specific values), XGETBV/XSAVE (the host's XCR0), PAUSE-like hints
+ * with no architectural effect. Privileged instructions are generated as
+ * "expect #GP at CPL3" cases (HLT, CLI/STI, MOV CR/DR, RDMSR/WRMSR,
+ * INVLPG, LGDT/LIDT, SWAPGS, SYSRET, WBINVD/INVD, CLTS, LMSW, IN/OUT). */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <Zydis/Zydis.h>
+
+#include "gen.h"
+
+/* special handling */
+enum {
+	S_DIV = 1 << 0,      /* divisor/dividend so that some cases do not #DE */
+	S_COUNT = 1 << 1,    /* immediate / CL is a shift count */
+	S_BIT = 1 << 2,      /* immediate / register is a bit offset */
+	S_BSF = 1 << 3,      /* zero source leaves the destination undefined */
+	S_CMPXCHG = 1 << 4,  /* make the compare succeed half of the time */
+	S_STACK = 1 << 5,    /* uses the stack: keep RSP out of the operands */
+	S_LEA = 1 << 6,      /* every addressing form, no memory access */
+	S_STRING = 1 << 7,   /* RSI/RDI/RCX for string ops, DF random */
+	S_LOCK = 1 << 8,     /* also a LOCK-prefixed variant of memory forms */
+	S_CC8B = 1 << 9,     /* CMPXCHG8B/16B */
+	S_LOOP = 1 << 10,    /* RCX small */
+	S_RAXCODE = 1 << 11, /* RAX = a code address (indirect jump/call) */
+	S_RETADDR = 1 << 12, /* the stack top holds a code address */
+	S_RBPDATA = 1 << 13, /* RBP points into the data area (LEAVE/ENTER) */
+	S_RBXDATA = 1 << 14, /* RBX points into the data area (XLAT) */
+	S_RAXDATA = 1 << 15, /* RAX points into the data area */
+	S_POPF = 1 << 16,    /* the stack top holds a random RFLAGS image */
+	S_SHLD = 1 << 17,    /* count <= operand size */
+	S_IMM64 = 1 << 18,   /* also 64-bit immediates */
+	S_NOLOCK = 1 << 19,
+};
+
+#define SZ8 1
+#define SZ16 2
+#define SZ32 4
+#define SZ64 8
+#define SZ_ALL (SZ8 | SZ16 | SZ32 | SZ64)
+#define SZ_W (SZ16 | SZ32 | SZ64)
+
+struct tmpl {
+	const char *group;
+	ZydisMnemonic mn;     /* 0 (INVALID) for raw templates */
+	const char *shapes;   /* encoder shapes, or the raw bytes in hex */
+	uint8_t sizes;
+	uint32_t spec;
+};
+
+enum { IMM_NONE, IMM_SMALL, IMM_LARGE, IMM_HUGE, IMM_COUNT, IMM_BIT };
+
+struct variant {
+	int t;
+	int size;       /* operand size in bits */
+	char shape[24]; /* one shape */
+	int imm;
+	bool lock;
+};
+
+#define MAX_TMPL 1024
+#define MAX_VARIANTS 8192
+static struct tmpl tmpls[MAX_TMPL];
+static int ntmpl;
+static struct variant variants[MAX_VARIANTS];
+static int nvariants;
+static char rawbuf[MAX_TMPL][48];
+
+static void add(const char *group, ZydisMnemonic mn, const char *shapes, uint8_t sizes, uint32_t spec)
+{
+	if (ntmpl < MAX_TMPL)
+		tmpls[ntmpl++] = (struct tmpl){ group, mn, shapes, sizes, spec };
+}
+
+static void add_raw(const char *group, uint32_t spec, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void add_raw(const char *group, uint32_t spec, const char *fmt, ...)
+{
+	if (ntmpl >= MAX_TMPL)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(rawbuf[ntmpl], sizeof(rawbuf[ntmpl]), fmt, ap);
+	va_end(ap);
+	tmpls[ntmpl] = (struct tmpl){ group, ZYDIS_MNEMONIC_INVALID, rawbuf[ntmpl], 0, spec };
+	ntmpl++;
+}
+
+static const ZydisMnemonic cmov_mn[16] = { ZYDIS_MNEMONIC_CMOVO, ZYDIS_MNEMONIC_CMOVNO,
+	ZYDIS_MNEMONIC_CMOVB, ZYDIS_MNEMONIC_CMOVNB, ZYDIS_MNEMONIC_CMOVZ, ZYDIS_MNEMONIC_CMOVNZ,
+	ZYDIS_MNEMONIC_CMOVBE, ZYDIS_MNEMONIC_CMOVNBE, ZYDIS_MNEMONIC_CMOVS, ZYDIS_MNEMONIC_CMOVNS,
+	ZYDIS_MNEMONIC_CMOVP, ZYDIS_MNEMONIC_CMOVNP, ZYDIS_MNEMONIC_CMOVL, ZYDIS_MNEMONIC_CMOVNL,
+	ZYDIS_MNEMONIC_CMOVLE, ZYDIS_MNEMONIC_CMOVNLE };
+static const ZydisMnemonic set_mn[16] = { ZYDIS_MNEMONIC_SETO, ZYDIS_MNEMONIC_SETNO,
+	ZYDIS_MNEMONIC_SETB, ZYDIS_MNEMONIC_SETNB, ZYDIS_MNEMONIC_SETZ, ZYDIS_MNEMONIC_SETNZ,
+	ZYDIS_MNEMONIC_SETBE, ZYDIS_MNEMONIC_SETNBE, ZYDIS_MNEMONIC_SETS, ZYDIS_MNEMONIC_SETNS,
+	ZYDIS_MNEMONIC_SETP, ZYDIS_MNEMONIC_SETNP, ZYDIS_MNEMONIC_SETL, ZYDIS_MNEMONIC_SETNL,
+	ZYDIS_MNEMONIC_SETLE, ZYDIS_MNEMONIC_SETNLE };
+
+static void build_templates(void)
+{
+	const char *alu = "r,r r,m m,r r,i m,i";
+	add("add", ZYDIS_MNEMONIC_ADD, alu, SZ_ALL, S_LOCK);
+	add("or", ZYDIS_MNEMONIC_OR, alu, SZ_ALL, S_LOCK);
+	add("adc", ZYDIS_MNEMONIC_ADC, alu, SZ_ALL, S_LOCK);
+	add("sbb", ZYDIS_MNEMONIC_SBB, alu, SZ_ALL, S_LOCK);
+	add("and", ZYDIS_MNEMONIC_AND, alu, SZ_ALL, S_LOCK);
+	add("sub", ZYDIS_MNEMONIC_SUB, alu, SZ_ALL, S_LOCK);
+	add("xor", ZYDIS_MNEMONIC_XOR, alu, SZ_ALL, S_LOCK);
+	add("cmp", ZYDIS_MNEMONIC_CMP, alu, SZ_ALL, 0);
+	add("test", ZYDIS_MNEMONIC_TEST, "r,r m,r r,i m,i", SZ_ALL, 0);
+	add("mov", ZYDIS_MNEMONIC_MOV, alu, SZ_ALL, S_IMM64);
+	add("xchg", ZYDIS_MNEMONIC_XCHG, "r,r m,r r,m", SZ_ALL, S_LOCK);
+	add("xadd", ZYDIS_MNEMONIC_XADD, "r,r m,r", SZ_ALL, S_LOCK);
+	add("cmpxchg", ZYDIS_MNEMONIC_CMPXCHG, "r,r m,r", SZ_ALL, S_LOCK | S_CMPXCHG);
+	add("inc", ZYDIS_MNEMONIC_INC, "r m", SZ_ALL, S_LOCK);
+	add("dec", ZYDIS_MNEMONIC_DEC, "r m", SZ_ALL, S_LOCK);
+	add("neg", ZYDIS_MNEMONIC_NEG, "r m", SZ_ALL, S_LOCK);
+	add("not", ZYDIS_MNEMONIC_NOT, "r m", SZ_ALL, S_LOCK);
+	add("mul", ZYDIS_MNEMONIC_MUL, "r m", SZ_ALL, 0);
+	add("imul", ZYDIS_MNEMONIC_IMUL, "r m r,r r,m r,r,i r,m,i", SZ_ALL, 0);
+	add("div", ZYDIS_MNEMONIC_DIV, "r m", SZ_ALL, S_DIV);
+	add("idiv", ZYDIS_MNEMONIC_IDIV, "r m", SZ_ALL, S_DIV);
+	const char *sh = "r,i m,i r,cl m,cl";
+	add("rol", ZYDIS_MNEMONIC_ROL, sh, SZ_ALL, S_COUNT);
+	add("ror", ZYDIS_MNEMONIC_ROR, sh, SZ_ALL, S_COUNT);
+	add("rcl", ZYDIS_MNEMONIC_RCL, sh, SZ_ALL, S_COUNT);
+	add("rcr", ZYDIS_MNEMONIC_RCR, sh, SZ_ALL, S_COUNT);
+	add("shl", ZYDIS_MNEMONIC_SHL, sh, SZ_ALL, S_COUNT);
+	add("shr", ZYDIS_MNEMONIC_SHR, sh, SZ_ALL, S_COUNT);
+	add("sar", ZYDIS_MNEMONIC_SAR, sh, SZ_ALL, S_COUNT);
+	add("shld", ZYDIS_MNEMONIC_SHLD, "r,r,i m,r,i r,r,cl m,r,cl", SZ_W, S_COUNT | S_SHLD);
+	add("shrd", ZYDIS_MNEMONIC_SHRD, "r,r,i m,r,i r,r,cl m,r,cl", SZ_W, S_COUNT | S_SHLD);
+	add("bt", ZYDIS_MNEMONIC_BT, "r,r m,r r,i m,i", SZ_W, S_BIT);
+	add("bts", ZYDIS_MNEMONIC_BTS, "r,r m,r r,i m,i", SZ_W, S_BIT | S_LOCK);
+	add("btr", ZYDIS_MNEMONIC_BTR, "r,r m,r r,i m,i", SZ_W, S_BIT | S_LOCK);
+	add("btc", ZYDIS_MNEMONIC_BTC, "r,r m,r r,i m,i", SZ_W, S_BIT | S_LOCK);
+	add("bsf", ZYDIS_MNEMONIC_BSF, "r,r r,m", SZ_W, S_BSF);
+	add("bsr", ZYDIS_MNEMONIC_BSR, "r,r r,m", SZ_W, S_BSF);
+	add("popcnt", ZYDIS_MNEMONIC_POPCNT, "r,r r,m", SZ_W, 0);
+	add("lzcnt", ZYDIS_MNEMONIC_LZCNT, "r,r r,m", SZ_W, 0);
+	add("tzcnt", ZYDIS_MNEMONIC_TZCNT, "r,r r,m", SZ_W, 0);
+	add("movzx", ZYDIS_MNEMONIC_MOVZX, "r,r8 r,m8 r,r16 r,m16", SZ_W, 0);
+	add("movsx", ZYDIS_MNEMONIC_MOVSX, "r,r8 r,m8 r,r16 r,m16", SZ_W, 0);
+	add("movsxd", ZYDIS_MNEMONIC_MOVSXD, "r,r32 r,m32", SZ64, 0);
+	add("bswap", ZYDIS_MNEMONIC_BSWAP, "r", SZ32 | SZ64, 0);
+	add("movbe", ZYDIS_MNEMONIC_MOVBE, "r,m m,r", SZ_W, 0);
+	add("lea", ZYDIS_MNEMONIC_LEA, "r,m", SZ_W, S_LEA);
+	add("push", ZYDIS_MNEMONIC_PUSH, "r m i", SZ16 | SZ64, S_STACK);
+	add("pop", ZYDIS_MNEMONIC_POP, "r m", SZ16 | SZ64, S_STACK | S_RETADDR);
+	add("cmpxchg8b", ZYDIS_MNEMONIC_CMPXCHG8B, "m", SZ64, S_CC8B | S_LOCK);
+	add("cmpxchg16b", ZYDIS_MNEMONIC_CMPXCHG16B, "m", SZ64, S_CC8B | S_LOCK);
+	add("nop", ZYDIS_MNEMONIC_NOP, "r m", SZ16 | SZ32, 0);
+	for (int cc = 0; cc < 16; cc++) {
+		add("cmovcc", cmov_mn[cc], "r,r r,m", SZ_W, 0);
+		add("setcc", set_mn[cc], "r m", SZ8, 0);
+		add_raw("jcc", 0, "%02x 01", 0x70 + cc);
+		add_raw("jcc", 0, "0f %02x 01 00 00 00", 0x80 + cc);
+	}
+
+	/* no-operand and implicit-operand instructions */
+	static const struct { const char *g, *hex; uint32_t spec; } raw[] = {
+		{ "cbw", "66 98", 0 }, { "cwde", "98", 0 }, { "cdqe", "48 98", 0 },
+		{ "cwd", "66 99", 0 }, { "cdq", "99", 0 }, { "cqo", "48 99", 0 },
+		{ "lahf", "9f", 0 }, { "sahf", "9e", 0 },
+		{ "clc", "f8", 0 }, { "stc", "f9", 0 }, { "cmc", "f5", 0 },
+		{ "cld", "fc", 0 }, { "std", "fd", 0 },
+		{ "nop", "90", 0 }, { "pause", "f3 90", 0 },
+		{ "pushf", "9c", S_STACK }, { "pushf", "66 9c", S_STACK },
+		{ "popf", "9d", S_STACK | S_POPF }, { "popf", "66 9d", S_STACK | S_POPF },
+		{ "xlat", "d7", S_RBXDATA }, { "xlat", "48 d7", S_RBXDATA },
+		{ "mov-moffs", "a0 00 01 00 20 00 00 00 00", 0 },
+		{ "mov-moffs", "a1 04 01 00 20 00 00 00 00", 0 },
+		{ "mov-moffs", "66 a1 06 01 00 20 00 00 00 00", 0 },
+		{ "mov-moffs", "48 a1 08 01 00 20 00 00 00 00", 0 },
+		{ "mov-moffs", "a2 01 01 00 20 00 00 00 00", 0 },
+		{ "mov-moffs", "48 a3 10 01 00 20 00 00 00 00", 0 },
+		{ "mov-moffs", "67 a1 00 02 00 20", 0 },
+		{ "jmp", "eb 01", 0 }, { "jmp", "e9 01 00 00 00", 0 },
+		{ "jmp", "eb 80", 0 },   /* to before the code page: fetch #PF */
+		{ "jmp", "ff e0", S_RAXCODE }, { "jmp", "ff 20", S_RAXDATA | S_RETADDR },
+		{ "call", "e8 01 00 00 00", S_STACK }, { "call", "ff d0", S_STACK | S_RAXCODE },
+		{ "ret", "c3", S_STACK | S_RETADDR }, { "ret", "c2 10 00", S_STACK | S_RETADDR },
+		{ "loop", "e2 01", S_LOOP }, { "loope", "e1 01", S_LOOP },
+		{ "loopne", "e0 01", S_LOOP }, { "jrcxz", "e3 01", S_LOOP },
+		{ "jrcxz", "67 e3 01", S_LOOP }, { "loop", "67 e2 01", S_LOOP },
+		{ "leave", "c9", S_STACK | S_RBPDATA }, { "leave", "66 c9", S_STACK | S_RBPDATA },
+		{ "enter", "c8 10 00 00", S_STACK | S_RBPDATA },
+		{ "enter", "c8 08 00 01", S_STACK | S_RBPDATA },
+		{ "enter", "c8 00 00 03", S_STACK | S_RBPDATA },
+		{ "push", "6a 80", S_STACK }, { "push", "68 78 56 34 92", S_STACK },
+		{ "push", "66 6a ff", S_STACK },
+		{ "int3", "cc", 0 }, { "int3", "cd 03", 0 }, { "int1", "f1", 0 },
+		/* invalid in 64-bit mode or always: #UD */
+		{ "ud", "0f 0b", 0 }, { "ud", "0f ff c0", 0 }, { "ud", "0f b9 c0", 0 },
+		{ "ud", "06", 0 }, { "ud", "07", 0 }, { "ud", "0e", 0 }, { "ud", "16", 0 },
+		{ "ud", "1e", 0 }, { "ud", "1f", 0 }, { "ud", "27", 0 }, { "ud", "2f", 0 },
+		{ "ud", "37", 0 }, { "ud", "3f", 0 }, { "ud", "60", 0 }, { "ud", "61", 0 },
+		{ "ud", "ce", 0 }, { "ud", "d4 0a", 0 }, { "ud", "d5 0a", 0 }, { "ud", "d6", 0 },
+		{ "ud", "f0 01 c0", 0 }, { "ud", "f0 90", 0 }, { "ud", "f0 8b 00", S_RAXDATA },
+		{ "ud", "8d c0", 0 }, { "ud", "0f 01 f9", 0 } /* rdtscp: not here */,
+		/* privileged at CPL3: #GP(0) */
+		{ "priv", "f4", 0 }, { "priv", "fa", 0 }, { "priv", "fb", 0 },
+		{ "priv", "0f 32", 0 }, { "priv", "0f 30", 0 }, { "priv", "0f 22 c0", 0 },
+		{ "priv", "0f 20 c0", 0 }, { "priv", "0f 22 d8", 0 }, { "priv", "0f 21 c0", 0 },
+		{ "priv", "0f 23 c0", 0 }, { "priv", "0f 09", 0 }, { "priv", "0f 08", 0 },
+		{ "priv", "0f 06", 0 }, { "priv", "0f 01 38", S_RAXDATA },
+		{ "priv", "0f 01 10", S_RAXDATA }, { "priv", "0f 01 18", S_RAXDATA },
+		{ "priv", "0f 01 f8", 0 }, { "priv", "0f 01 f0", 0 }, { "priv", "0f 07", 0 },
+		{ "priv", "ec", 0 }, { "priv", "ee", 0 }, { "priv", "e4 80", 0 }, { "priv", "e6 80", 0 },
+		{ "priv", "ed", 0 }, { "priv", "66 ef", 0 },
+	};
+	for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++)
+		if (strcmp(raw[i].hex, "0f 01 f9"))  /* RDTSCP is not comparable */
+			add_raw(raw[i].g, raw[i].spec, "%s", raw[i].hex);
+
+	/* string instructions: every size, REP/REPE/REPNE, 64- and 32-bit
+	 * addressing; DF is random per case */
+	static const struct { const char *g; uint8_t op; bool cond; } str[] = {
+		{ "movs", 0xa4, false }, { "cmps", 0xa6, true }, { "stos", 0xaa, false },
+		{ "lods", 0xac, false }, { "scas", 0xae, true },
+	};
+	for (size_t i = 0; i < sizeof(str) / sizeof(str[0]); i++)
+		for (int sz = 0; sz < 4; sz++)
+			for (int rep = 0; rep < 3; rep++)
+				for (int a32 = 0; a32 < 2; a32++) {
+					if (rep == 2 && !str[i].cond)
+						continue;
+					add_raw(str[i].g, S_STRING, "%s%s%s%s%02x",
+						a32 ? "67 " : "",
+						rep == 1 ? "f3 " : rep == 2 ? "f2 " : "",
+						sz == 1 ? "66 " : "", sz == 3 ? "48 " : "",
+						str[i].op + (sz ? 1 : 0));
+				}
+}
+
+/* ---- encoding helpers ---- */
+
+static ZydisRegister gpr_reg(int bits, int id)
+{
+	switch (bits) {
+	case 8: return (ZydisRegister)(ZYDIS_REGISTER_AL + id); /* 0-19: AL..BH, SPL.., R8B.. */
+	case 16: return (ZydisRegister)(ZYDIS_REGISTER_AX + id);
+	case 32: return (ZydisRegister)(ZYDIS_REGISTER_EAX + id);
+	default: return (ZydisRegister)(ZYDIS_REGISTER_RAX + id);
+	}
+}
+
+/* Which GPR an 8-bit register id (0-19 in Zydis order) lives in, and
+ * whether it is the high byte (AH..BH). */
+static int r8_gpr(int id, bool *high)
+{
+	*high = id >= 4 && id < 8;
+	if (id < 4)
+		return id;
+	if (id < 8)
+		return id - 4;
+	return id - 4; /* SPL=8 -> 4 ... R15B=19 -> 15 */
+}
+
+static uint64_t mask_bits(int bits)
+{
+	return bits >= 64 ? ~0ULL : (1ULL << bits) - 1;
+}
+
+static uint64_t pick_val(uint64_t *s, int bits)
+{
+	static const uint64_t edges[] = { 0, 1, 2, 3, 0x7f, 0x80, 0xff, 0x7fff, 0x8000, 0xffff,
+		0x7fffffff, 0x80000000, 0xffffffff, 0x7fffffffffffffffULL,
+		0x8000000000000000ULL, ~0ULL, ~0ULL - 1 };
+	uint64_t r = diff_rand(s);
+	uint64_t v;
+	switch (r & 7) {
+	case 0: case 1: case 2:
+		v = edges[(r >> 8) % (sizeof(edges) / sizeof(edges[0]))];
+		break;
+	case 3: /* this size's sign boundaries */
+		v = (1ULL << (bits - 1)) - ((r >> 8) & 1) + ((r >> 9) & 1 ? 0 : 0);
+		break;
+	case 4:
+		v = (r >> 8) & 0xff;
+		break;
+	case 5:
+		v = -((r >> 8) & 0xff);
+		break;
+	default:
+		v = diff_rand(s);
+	}
+	return v & mask_bits(bits);
+}
+
+struct gen_ctx {
+	uint64_t *rng;
+	struct diff_case *c;
+	uint16_t used;   /* GPRs already taken */
+	int npatch;
+};
+
+static int pick_gpr(struct gen_ctx *g, uint16_t exclude)
+{
+	for (int tries = 0; tries < 64; tries++) {
+		int r = diff_rand(g->rng) & 15;
+		if (!((g->used | exclude) & (1u << r))) {
+			g->used |= 1u << r;
+			return r;
+		}
+	}
+	return -1;
+}
+
+static void patch(struct gen_ctx *g, uint64_t off, const void *bytes, int len)
+{
+	if (g->npatch >= DIFF_MAX_PATCH || off + len > DIFF_DATA_SIZE)
+		return;
+	struct diff_patch *p = &g->c->patch[g->npatch++];
+	p->off = (uint16_t)off;
+	p->len = (uint8_t)len;
+	memcpy(p->bytes, bytes, len);
+}
+
+static void set_gpr_part(struct diff_case *c, int gpr, bool high, int bits, uint64_t v)
+{
+	if (high) {
+		c->in.gpr[gpr] = (c->in.gpr[gpr] & ~0xff00ULL) | ((v & 0xff) << 8);
+	} else {
+		c->in.gpr[gpr] = (c->in.gpr[gpr] & ~mask_bits(bits)) | (v & mask_bits(bits));
+	}
+}
+
+/* A data-area offset for a memory operand of `bytes` bytes. */
+static uint64_t pick_ea(struct gen_ctx *g, int bytes)
+{
+	uint64_t off = 0x100 + diff_rand(g->rng) % 0x2c00;
+	if (diff_rand(g->rng) & 1)
+		off &= ~(uint64_t)(bytes > 1 ? bytes - 1 : 0);
+	return off;
+}
+
+/* Fill mem operand `op` so that it addresses DIFF_DATA_BASE + off. */
+static void make_mem(struct gen_ctx *g, ZydisEncoderOperand *op, uint64_t off, int bytes,
+		     uint16_t exclude, bool allow_rip)
+{
+	uint64_t ea = DIFF_DATA_BASE + off;
+	uint64_t r = diff_rand(g->rng);
+	op->type = ZYDIS_OPERAND_TYPE_MEMORY;
+	op->mem.size = (ZyanU16)bytes;
+	if (allow_rip && (r & 7) == 0) {
+		op->mem.base = ZYDIS_REGISTER_RIP;
+		op->mem.displacement = (int64_t)ea; /* fixed up after encoding */
+		return;
+	}
+	int64_t disp;
+	switch ((r >> 3) & 3) {
+	case 0: disp = 0; break;
+	case 1: case 2: disp = (int8_t)(r >> 8); break;
+	default: disp = (int32_t)(r >> 16) % 0x100000; break;
+	}
+	uint64_t idxval = 0;
+	int index = -1, scale = 1;
+	if ((r >> 5) & 1) {
+		index = pick_gpr(g, exclude | (1u << RSP));
+		scale = 1 << ((r >> 40) & 3);
+		idxval = (r >> 44) & 0xff;
+		if ((r >> 52) & 1)
+			idxval = -idxval; /* negative index */
+	}
+	int base = pick_gpr(g, exclude | (1u << RSP));
+	if (base < 0)
+		base = RBX;
+	if (index >= 0) {
+		g->c->in.gpr[index] = idxval;
+		op->mem.index = gpr_reg(64, index);
+		op->mem.scale = (ZyanU8)scale;
+	}
+	g->c->in.gpr[base] = ea - disp - idxval * scale;
+	op->mem.base = gpr_reg(64, base);
+	op->mem.displacement = disp;
+}
+
+static int imm_class_for(const struct tmpl *t, int size, int k)
+{
+	if (t->spec & S_COUNT)
+		return IMM_COUNT;
+	if (t->spec & S_BIT)
+		return IMM_BIT;
+	if (size == 8)
+		return k == 0 ? IMM_SMALL : -1;
+	if (k == 0)
+		return IMM_SMALL;
+	if (k == 1)
+		return IMM_LARGE;
+	if (k == 2 && size == 64 && (t->spec & S_IMM64))
+		return IMM_HUGE;
+	return -1;
+}
+
+static int64_t pick_imm(struct gen_ctx *g, int cls, int size)
+{
+	uint64_t r = diff_rand(g->rng);
+	switch (cls) {
+	case IMM_SMALL: {
+		static const int64_t e[] = { 0, 1, -1, 0x7f, -0x80, 2 };
+		return (r & 1) ? e[(r >> 1) % 6] : (int8_t)(r >> 8);
+	}
+	case IMM_LARGE: {
+		if (size == 16) {
+			static const int64_t e[] = { 0x80, 0x7fff, -0x8000, -0x81, 0x1234 };
+			int64_t v = (r & 1) ? e[(r >> 1) % 5] : (int16_t)(r >> 8);
+			return (v >= -128 && v < 128) ? 0x4321 : v;
+		}
+		static const int64_t e[] = { 0x80, 0x7fffffff, -0x80000000LL, -0x81, 0x12345678 };
+		int64_t v = (r & 1) ? e[(r >> 1) % 5] : (int32_t)(r >> 8);
+		return (v >= -128 && v < 128) ? 0x76543210 : v;
+	}
+	case IMM_HUGE:
+		return (int64_t)(diff_rand(g->rng) | 0x100000000ULL);
+	case IMM_COUNT: {
+		static const int64_t e[] = { 0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 255 };
+		return (r & 3) ? e[(r >> 2) % 16] : (int64_t)((r >> 8) & 0xff);
+	}
+	case IMM_BIT:
+		return (r & 1) ? (int64_t)((r >> 8) % size) : (int64_t)((r >> 8) & 0xff);
+	}
+	return 0;
+}
+
+static void spec_fixups_raw(struct gen_ctx *g, uint32_t spec);
+
+/* Decode the bytes for the mnemonic and operand size. */
+static bool decode(const struct diff_case *c, ZydisDecodedInstruction *in,
+		   ZydisDecodedOperand *ops)
+{
+	static ZydisDecoder dec;
+	static bool init;
+	if (!init) {
+		ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64);
+		init = true;
+	}
+	return ZYAN_SUCCESS(ZydisDecoderDecodeFull(&dec, c->code, c->code_len, in, ops));
+}
+
+/* Undefined flags and registers, from the decoded instruction. */
+static void finish_case(struct diff_case *c)
+{
+	ZydisDecodedInstruction in;
+	ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+	if (!decode(c, &in, ops))
+		return;
+	unsigned count = 0;
+	int opsize = in.operand_width;
+	switch (in.mnemonic) {
+	case ZYDIS_MNEMONIC_SHL: case ZYDIS_MNEMONIC_SHR: case ZYDIS_MNEMONIC_SAR:
+	case ZYDIS_MNEMONIC_ROL: case ZYDIS_MNEMONIC_ROR: case ZYDIS_MNEMONIC_RCL:
+	case ZYDIS_MNEMONIC_RCR: case ZYDIS_MNEMONIC_SHLD: case ZYDIS_MNEMONIC_SHRD: {
+		uint64_t raw = 1;
+		for (int i = 0; i < in.operand_count; i++) {
+			if (ops[i].type == ZYDIS_OPERAND_TYPE_IMMEDIATE)
+				raw = ops[i].imm.value.u;
+			else if (ops[i].type == ZYDIS_OPERAND_TYPE_REGISTER &&
+				 ops[i].reg.value == ZYDIS_REGISTER_CL)
+				raw = c->in.gpr[RCX];
+		}
+		count = (unsigned)(raw & (opsize == 64 ? 0x3f : 0x1f));
+		break;
+	}
+	default:
+		break;
+	}
+	c->flags_undef = diff_undef_flags(in.mnemonic, opsize, count);
+}
+
+static int encode(ZydisEncoderRequest *req, struct diff_case *c)
+{
+	ZyanUSize len = sizeof(c->code);
+	if (!ZYAN_SUCCESS(ZydisEncoderEncodeInstruction(req, c->code, &len)))
+		return -1;
+	/* RIP-relative: the displacement counts from the next instruction */
+	bool rip = false;
+	for (int i = 0; i < req->operand_count; i++)
+		if (req->operands[i].type == ZYDIS_OPERAND_TYPE_MEMORY &&
+		    req->operands[i].mem.base == ZYDIS_REGISTER_RIP)
+			rip = true;
+	if (rip) {
+		for (int i = 0; i < req->operand_count; i++)
+			if (req->operands[i].type == ZYDIS_OPERAND_TYPE_MEMORY &&
+			    req->operands[i].mem.base == ZYDIS_REGISTER_RIP)
+				req->operands[i].mem.displacement -= (int64_t)(DIFF_CODE_BASE + len);
+		ZyanUSize len2 = sizeof(c->code);
+		if (!ZYAN_SUCCESS(ZydisEncoderEncodeInstruction(req, c->code, &len2)) || len2 != len)
+			return -1;
+	}
+	c->code_len = (uint8_t)len;
+	return 0;
+}
+
+static void base_state(struct gen_ctx *g)
+{
+	struct diff_case *c = g->c;
+	for (int i = 0; i < 16; i++)
+		c->in.gpr[i] = diff_rand(g->rng);
+	c->in.gpr[RSP] = DIFF_STACK_TOP;
+	c->in.rip = DIFF_CODE_BASE;
+	c->in.rflags = 0x202 | (diff_rand(g->rng) & 0x8d5);
+	c->in.mxcsr = 0x1f80;
+	for (int i = 0; i < 16; i++)
+		for (int j = 0; j < 16; j += 8) {
+			uint64_t v = diff_rand(g->rng);
+			memcpy(&c->in.xmm[i][j], &v, 8);
+		}
+	c->fill = FILL_RANDOM;
+	c->fill_seed = diff_rand(g->rng);
+	g->used = 1u << RSP;
+}
+
+static int gen_raw(struct gen_ctx *g, const struct tmpl *t)
+{
+	struct diff_case *c = g->c;
+	const char *p = t->shapes;
+	int n = 0;
+	while (*p && n < DIFF_MAX_CODE) {
+		char *end;
+		unsigned long b = strtoul(p, &end, 16);
+		if (end == p)
+			break;
+		c->code[n++] = (uint8_t)b;
+		p = end;
+	}
+	c->code_len = (uint8_t)n;
+	spec_fixups_raw(g, t->spec);
+	return 0;
+}
+
+static void spec_fixups_raw(struct gen_ctx *g, uint32_t spec)
+{
+	struct diff_case *c = g->c;
+	uint64_t r = diff_rand(g->rng);
+	if (spec & S_RAXCODE)
+		c->in.gpr[RAX] = DIFF_CODE_BASE + 0x20;
+	if (spec & S_RAXDATA) {
+		c->in.gpr[RAX] = DIFF_DATA_BASE + 0x1000 + (r & 0x7f8);
+		uint64_t tgt = DIFF_CODE_BASE + 0x20;
+		patch(g, c->in.gpr[RAX] - DIFF_DATA_BASE, &tgt, 8);
+	}
+	if (spec & S_RETADDR) {
+		uint64_t tgt = DIFF_CODE_BASE + 0x20 + (r & 0xf);
+		patch(g, DIFF_STACK_TOP - DIFF_DATA_BASE, &tgt, 8);
+	}
+	if (spec & S_POPF) {
+		/* random RFLAGS image; TF and AC stay 0 (single-step / alignment
+		 * checks would also hit the harness) */
+		uint64_t f = diff_rand(g->rng) & 0x3f7fd7 & ~0x40100ULL;
+		f |= (r & 1) ? 0xffffffff00000000ULL : 0;
+		patch(g, DIFF_STACK_TOP - DIFF_DATA_BASE, &f, 8);
+	}
+	if (spec & S_RBPDATA) {
+		c->in.gpr[RBP] = DIFF_DATA_BASE + 0x2000 + (r & 0xff8);
+	}
+	if (spec & S_RBXDATA)
+		c->in.gpr[RBX] = DIFF_DATA_BASE + 0x1000 + ((r >> 16) & 0x7ff);
+	if (spec & S_LOOP) {
+		static const uint64_t e[] = { 0, 1, 2, 0x100000000ULL, 0x100000001ULL, 0xffffffff };
+		c->in.gpr[RCX] = (r & 1) ? e[(r >> 1) % 6] : diff_rand(g->rng);
+	}
+	if (spec & S_STRING) {
+		bool df = r & 1;
+		if (df)
+			c->in.rflags |= RFLAGS_DF;
+		else
+			c->in.rflags &= ~RFLAGS_DF;
+		uint64_t cnt = (r >> 1) % 10;
+		if (((r >> 5) & 7) == 0)
+			cnt = 0;
+		uint64_t hi = (r >> 8) & 1 ? diff_rand(g->rng) & ~0xffffffffULL : 0;
+		bool a32 = c->code[0] == 0x67;
+		c->in.gpr[RCX] = cnt | (a32 ? hi : 0);
+		c->in.gpr[RSI] = DIFF_DATA_BASE + 0x800 + ((r >> 10) & 0x3ff) + (a32 ? hi : 0);
+		c->in.gpr[RDI] = DIFF_DATA_BASE + 0x2000 + ((r >> 20) & 0x3ff) + (a32 ? hi : 0);
+		if ((r >> 30) & 1) {
+			/* low-entropy data so REPE/REPNE compares run for a while */
+			c->fill = FILL_SMALL;
+			c->in.gpr[RAX] = (c->in.gpr[RAX] & ~0xffffffffffffULL) |
+					 ((r >> 31) & 1 ? 0x010101010101ULL : 0);
+			if ((r >> 32) & 1)
+				c->in.gpr[RAX] &= ~0xffffffffffff0000ULL;
+		}
+	}
+}
+
+int gen_case(int vi, uint64_t seed, uint64_t n, struct diff_case *c)
+{
+	const struct variant *v = &variants[vi];
+	const struct tmpl *t = &tmpls[v->t];
+	uint64_t rng = seed ^ (0x51ed270b27f1ULL * (uint64_t)(vi + 1)) ^ (n * 0x9E3779B97F4A7C15ULL);
+	diff_rand(&rng);
+	struct gen_ctx g = { .rng = &rng, .c = c };
+	memset(c, 0, sizeof(*c));
+	c->form = vi;
+	base_state(&g);
+	if (t->mn == ZYDIS_MNEMONIC_INVALID) {
+		gen_raw(&g, t);
+		finish_case(c);
+		return 0;
+	}
+
+	ZydisEncoderRequest req;
+	memset(&req, 0, sizeof(req));
+	req.machine_mode = ZYDIS_MACHINE_MODE_LONG_64;
+	req.mnemonic = t->mn;
+	if (v->lock)
+		req.prefixes = ZYDIS_ATTRIB_HAS_LOCK;
+
+	uint16_t excl = 0;
+	if (t->spec & S_DIV)
+		excl |= (1u << RAX) | (1u << RDX);
+	if (t->spec & S_COUNT)
+		excl |= 1u << RCX;
+	if (t->spec & S_CMPXCHG)
+		excl |= 0;
+	if (t->spec & S_CC8B)
+		excl |= (1u << RAX) | (1u << RDX) | (1u << RBX) | (1u << RCX);
+	g.used |= excl;
+
+	/* parse the shape */
+	char shape[24];
+	snprintf(shape, sizeof(shape), "%s", v->shape);
+	int nops = 0;
+	uint64_t src_val = 0;     /* value of the last source operand */
+	int dest_gpr = -1;
+	uint64_t mem_off = 0;
+	int mem_bytes = 0;
+	for (char *tok = strtok(shape, ","); tok && nops < 3; tok = strtok(NULL, ",")) {
+		ZydisEncoderOperand *op = &req.operands[nops];
+		int bits = v->size;
+		char kind = tok[0];
+		if (tok[1] >= '0' && tok[1] <= '9')
+			bits = atoi(tok + 1);
+		if (!strcmp(tok, "cl")) {
+			op->type = ZYDIS_OPERAND_TYPE_REGISTER;
+			op->reg.value = ZYDIS_REGISTER_CL;
+			uint64_t cnt = pick_imm(&g, IMM_COUNT, v->size);
+			if ((t->spec & S_SHLD) && v->size == 16 && (cnt & 0x1f) > 16)
+				cnt = 16;
+			c->in.gpr[RCX] = (c->in.gpr[RCX] & ~0xffULL) | cnt;
+		} else if (kind == 'r') {
+			int id, gpr;
+			bool high = false;
+			if (bits == 8) {
+				do {
+					id = diff_rand(&rng) % 20;
+					gpr = r8_gpr(id, &high);
+				} while ((g.used | excl) & (1u << gpr) && (g.used | excl) != 0xffff);
+				g.used |= 1u << gpr;
+			} else {
+				gpr = pick_gpr(&g, excl);
+				id = gpr;
+			}
+			if (gpr < 0)
+				return -1;
+			op->type = ZYDIS_OPERAND_TYPE_REGISTER;
+			op->reg.value = gpr_reg(bits, id);
+			uint64_t val = pick_val(&rng, bits);
+			set_gpr_part(c, gpr, high, bits, val);
+			if (nops == 0)
+				dest_gpr = gpr;
+			src_val = val;
+		} else if (kind == 'm') {
+			int bytes = bits / 8;
+			if (t->mn == ZYDIS_MNEMONIC_CMPXCHG16B)
+				bytes = 16;
+			if (t->spec & S_LEA) {
+				/* every addressing form: base none/RIP/any GPR, index
+				 * any but RSP, scales, disp 0/8/32, 32-bit addressing */
+				uint64_t r = diff_rand(&rng);
+				op->type = ZYDIS_OPERAND_TYPE_MEMORY;
+				int b = (int)(r % 18);
+				op->mem.base = b == 16 ? ZYDIS_REGISTER_NONE :
+					       b == 17 ? ZYDIS_REGISTER_RIP : gpr_reg(64, b);
+				int ix = (int)((r >> 8) % 17);
+				if (ix < 16 && ix != RSP && b != 17) {
+					op->mem.index = gpr_reg(64, ix);
+					op->mem.scale = (ZyanU8)(1 << ((r >> 16) & 3));
+				}
+				switch ((r >> 20) & 3) {
+				case 0: op->mem.displacement = 0; break;
+				case 1: op->mem.displacement = (int8_t)(r >> 24); break;
+				default: op->mem.displacement = (int32_t)(r >> 32); break;
+				}
+				if (b != 17 && ((r >> 22) & 1)) {
+					req.address_size_hint = ZYDIS_ADDRESS_SIZE_HINT_32;
+					if (op->mem.base != ZYDIS_REGISTER_NONE)
+						op->mem.base = gpr_reg(32, b);
+					if (op->mem.index != ZYDIS_REGISTER_NONE)
+						op->mem.index = gpr_reg(32, ix);
+				}
+				if (b == 16 && op->mem.index == ZYDIS_REGISTER_NONE)
+					op->mem.displacement = (int32_t)op->mem.displacement;
+				/* Zydis wants the address width here for LEA */
+				op->mem.size = req.address_size_hint == ZYDIS_ADDRESS_SIZE_HINT_32 ? 4 : 8;
+			} else {
+				uint64_t off = pick_ea(&g, bytes);
+				if (t->spec & S_CC8B) {
+					off &= ~15ULL;
+					if (bytes == 16 && (diff_rand(&rng) & 15) == 0)
+						off += 8; /* misaligned: #GP */
+				}
+				if (t->spec & S_BIT)
+					off = 0x1000 + (off & 0x7ff);
+				make_mem(&g, op, off, bytes, excl, true);
+				uint8_t b[16];
+				uint64_t val = pick_val(&rng, bits > 64 ? 64 : bits);
+				uint64_t v2 = diff_rand(&rng);
+				memcpy(b, &val, 8);
+				memcpy(b + 8, &v2, 8);
+				patch(&g, off, b, bytes > 16 ? 16 : bytes);
+				src_val = val;
+				mem_off = off;
+				mem_bytes = bytes;
+			}
+		} else if (kind == 'i') {
+			op->type = ZYDIS_OPERAND_TYPE_IMMEDIATE;
+			int64_t imm = pick_imm(&g, v->imm, v->size);
+			if ((t->spec & S_SHLD) && v->size == 16 && (imm & 0x1f) > 16)
+				imm = 16;
+			if (v->imm == IMM_COUNT || v->imm == IMM_BIT)
+				op->imm.u = (uint64_t)imm & 0xff;
+			else
+				op->imm.s = imm;
+			if (v->size == 16 && nops == 0)
+				req.operand_size_hint = ZYDIS_OPERAND_SIZE_HINT_16;
+			src_val = (uint64_t)imm;
+		}
+		nops++;
+	}
+	req.operand_count = (ZyanU8)nops;
+	if (nops == 1 && req.operands[0].type == ZYDIS_OPERAND_TYPE_IMMEDIATE)
+		req.operand_size_hint = v->size == 16 ? ZYDIS_OPERAND_SIZE_HINT_16
+						      : ZYDIS_OPERAND_SIZE_HINT_64;
+
+	/* special operand relations */
+	if (t->spec & S_DIV) {
+		uint64_t r = diff_rand(&rng);
+		uint64_t d = src_val & mask_bits(v->size);
+		if ((r & 3) != 0 && d != 0) {
+			/* make the quotient fit: high half below the divisor
+			 * (DIV) or the sign extension of the low half (IDIV) */
+			uint64_t lo = pick_val(&rng, v->size);
+			uint64_t hi;
+			if (t->mn == ZYDIS_MNEMONIC_DIV)
+				hi = diff_rand(&rng) % d;
+			else
+				hi = (lo >> (v->size - 1)) & 1 ? mask_bits(v->size) : 0;
+			if (v->size == 8) {
+				c->in.gpr[RAX] = (c->in.gpr[RAX] & ~0xffffULL) | (lo & 0xff) | ((hi & 0xff) << 8);
+			} else {
+				set_gpr_part(c, RAX, false, v->size, lo);
+				set_gpr_part(c, RDX, false, v->size, hi);
+			}
+		}
+	}
+	if ((t->spec & S_CMPXCHG) && (diff_rand(&rng) & 1)) {
+		uint64_t dv = mem_bytes ? 0 : c->in.gpr[dest_gpr >= 0 ? dest_gpr : 0];
+		if (mem_bytes)
+			memcpy(&dv, g.c->patch[0].bytes, 8);
+		if (dest_gpr != RAX)
+			set_gpr_part(c, RAX, false, v->size, dv);
+	}
+	if ((t->spec & S_CC8B) && (diff_rand(&rng) & 1)) {
+		uint64_t lo, hi;
+		memcpy(&lo, c->patch[0].bytes, 8);
+		memcpy(&hi, c->patch[0].bytes + 8, 8);
+		if (mem_bytes == 8) {
+			c->in.gpr[RAX] = lo & 0xffffffff;
+			c->in.gpr[RDX] = lo >> 32;
+		} else {
+			c->in.gpr[RAX] = lo;
+			c->in.gpr[RDX] = hi;
+		}
+	}
+	if ((t->spec & S_BIT) && req.operand_count == 2 &&
+	    req.operands[1].type == ZYDIS_OPERAND_TYPE_REGISTER && mem_bytes) {
+		/* register bit offset into memory: signed, keep it near */
+		int gpr = (int)(req.operands[1].reg.value - gpr_reg(v->size, 0));
+		int64_t bo = (int64_t)(diff_rand(&rng) % 2048) - 1024;
+		set_gpr_part(c, gpr, false, v->size, (uint64_t)bo);
+	}
+	(void)mem_off;
+
+	if (encode(&req, c) < 0)
+		return -1;
+	finish_case(c);
+
+	/* BSF/BSR: "If the content of the source operand is 0, the content of
+	 * the destination operand is undefined." */
+	if ((t->spec & S_BSF) && (src_val & mask_bits(v->size)) == 0 && dest_gpr >= 0)
+		c->gpr_undef |= 1u << dest_gpr;
+	return 0;
+}
+
+/* ---- variants ---- */
+
+int gen_init(void)
+{
+	build_templates();
+	struct diff_case c;
+	for (int t = 0; t < ntmpl; t++) {
+		const struct tmpl *tp = &tmpls[t];
+		if (tp->mn == ZYDIS_MNEMONIC_INVALID) {
+			if (nvariants < MAX_VARIANTS)
+				variants[nvariants++] = (struct variant){ .t = t, .size = 0 };
+			continue;
+		}
+		char shapes[128];
+		snprintf(shapes, sizeof(shapes), "%s", tp->shapes);
+		char *save;
+		for (char *sh = strtok_r(shapes, " ", &save); sh; sh = strtok_r(NULL, " ", &save)) {
+			for (int sz = 8; sz <= 64; sz *= 2) {
+				if (!(tp->sizes & (sz / 8)))
+					continue;
+				bool has_imm = strchr(sh, 'i') != NULL;
+				for (int k = 0; k < (has_imm ? 3 : 1); k++) {
+					int imm = has_imm ? imm_class_for(tp, sz, k) : IMM_NONE;
+					if (imm < 0 || (k > 0 && (imm == IMM_COUNT || imm == IMM_BIT)))
+						continue;
+					for (int lock = 0; lock < 2; lock++) {
+						if (lock && (!(tp->spec & S_LOCK) || sh[0] != 'm'))
+							continue;
+						if (nvariants >= MAX_VARIANTS)
+							return -1;
+						struct variant *v = &variants[nvariants];
+						*v = (struct variant){ .t = t, .size = sz, .imm = imm,
+								       .lock = lock };
+						snprintf(v->shape, sizeof(v->shape), "%s", sh);
+						/* keep it if the encoder takes a few tries */
+						bool ok = false;
+						for (int n = 0; n < 8 && !ok; n++)
+							ok = gen_case(nvariants, 1, n, &c) == 0;
+						if (ok)
+							nvariants++;
+					}
+				}
+			}
+		}
+	}
+	return 0;
+}
+
+int gen_variant_count(void)
+{
+	return nvariants;
+}
+
+const char *gen_variant_group(int v)
+{
+	return tmpls[variants[v].t].group;
+}
+
+void gen_form_key(const struct diff_case *c, char *key, size_t len)
+{
+	ZydisDecodedInstruction in;
+	ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+	if (!decode(c, &in, ops)) {
+		snprintf(key, len, "invalid %02x %02x %02x", c->code[0], c->code[1], c->code[2]);
+		return;
+	}
+	bool modrm_reg_used = false, opcode_reg = false;
+	for (int i = 0; i < in.operand_count_visible; i++) {
+		if (ops[i].encoding == ZYDIS_OPERAND_ENCODING_MODRM_REG)
+			modrm_reg_used = true;
+		if (ops[i].encoding == ZYDIS_OPERAND_ENCODING_OPCODE)
+			opcode_reg = true; /* 50+r, B8+r, C8+r...: one form */
+	}
+	size_t pos = snprintf(key, len, "%s m%d op%02x", ZydisMnemonicGetString(in.mnemonic),
+			      in.opcode_map, opcode_reg ? in.opcode & 0xf8 : in.opcode);
+	if ((in.attributes & ZYDIS_ATTRIB_HAS_MODRM) && !modrm_reg_used)
+		pos += snprintf(key + pos, len - pos, "/%d", in.raw.modrm.reg);
+	pos += snprintf(key + pos, len - pos, " w%d a%d", in.operand_width, in.address_width);
+	if (in.attributes & ZYDIS_ATTRIB_HAS_LOCK)
+		pos += snprintf(key + pos, len - pos, " lock");
+	if (in.attributes & ZYDIS_ATTRIB_HAS_REP)
+		pos += snprintf(key + pos, len - pos, " rep");
+	if (in.attributes & ZYDIS_ATTRIB_HAS_REPE)
+		pos += snprintf(key + pos, len - pos, " repe");
+	if (in.attributes & ZYDIS_ATTRIB_HAS_REPNE)
+		pos += snprintf(key + pos, len - pos, " repne");
+	for (int i = 0; i < in.operand_count_visible && pos < len; i++) {
+		const ZydisDecodedOperand *o = &ops[i];
+		switch (o->type) {
+		case ZYDIS_OPERAND_TYPE_REGISTER:
+			pos += snprintf(key + pos, len - pos, " r%d", o->size);
+			break;
+		case ZYDIS_OPERAND_TYPE_MEMORY:
+			pos += snprintf(key + pos, len - pos, " m%d", o->size);
+			if (in.mnemonic == ZYDIS_MNEMONIC_LEA)
+				pos += snprintf(key + pos, len - pos, "[mod%d rm%d%s%s%s d%d]",
+						in.raw.modrm.mod, in.raw.modrm.rm & 7,
+						o->mem.base == ZYDIS_REGISTER_RIP ? " rip" : "",
+						(in.raw.modrm.rm & 7) == 4 ? (in.raw.sib.index == 4 ? " noidx" : " idx") : "",
+						(in.raw.modrm.rm & 7) == 4 && in.raw.sib.base == 5 ? " sibb5" : "",
+						in.raw.disp.size);
+			break;
+		case ZYDIS_OPERAND_TYPE_IMMEDIATE:
+			pos += snprintf(key + pos, len - pos, " i%d", in.raw.imm[0].size);
+			break;
+		default:
+			pos += snprintf(key + pos, len - pos, " ?");
+		}
+	}
+}

@@ -1,0 +1,276 @@
+/* build/diff-test: the soft CPU against the host CPU.
+ *
+ *   diff-test [--quick|--long] [--seed N] [--filter MNEMONIC] [--cases N]
+ *             [--show N] [--native-selftest] [--list]
+ *
+ * Prints per mnemonic group the forms and cases run and the mismatches (each
+ * with a precise diff), then "N passed, M failed" (cases) and the number of
+ * instruction forms covered. Exit status 1 on any mismatch. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "diff.h"
+#include "gen.h"
+
+#define BATCH 512
+
+struct group_stats {
+	const char *name;
+	int forms, variants;
+	uint64_t cases, failed;
+	int shown;
+};
+
+/* a small string set for form keys */
+#define FORMSET_SIZE 32768
+static char *formset[FORMSET_SIZE];
+
+static bool formset_add(const char *key)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (const char *p = key; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+	for (uint64_t i = 0; i < FORMSET_SIZE; i++) {
+		char **slot = &formset[(h + i) % FORMSET_SIZE];
+		if (!*slot) {
+			*slot = strdup(key);
+			return true;
+		}
+		if (!strcmp(*slot, key))
+			return false;
+	}
+	return false;
+}
+
+static int native_selftest(void);
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: diff-test [--quick|--long] [--seed N] [--filter MNEMONIC] "
+			"[--cases N] [--show N] [--native-selftest] [--list]\n");
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t seed = (uint64_t)time(NULL);
+	bool seed_given = false, list = false;
+	int per_variant = 12, show = 3;
+	const char *filter = NULL;
+	const char *mode = "quick";
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--quick")) {
+			per_variant = 12;
+			mode = "quick";
+		} else if (!strcmp(argv[i], "--long")) {
+			per_variant = 400;
+			mode = "long";
+		} else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
+			seed = strtoull(argv[++i], NULL, 0);
+			seed_given = true;
+		} else if (!strcmp(argv[i], "--filter") && i + 1 < argc) {
+			filter = argv[++i];
+		} else if (!strcmp(argv[i], "--cases") && i + 1 < argc) {
+			per_variant = atoi(argv[++i]);
+		} else if (!strcmp(argv[i], "--show") && i + 1 < argc) {
+			show = atoi(argv[++i]);
+		} else if (!strcmp(argv[i], "--native-selftest")) {
+			return native_selftest();
+		} else if (!strcmp(argv[i], "--list")) {
+			list = true;
+		} else {
+			usage();
+			return 2;
+		}
+	}
+	/* the quick pass runs in the test suite: same cases every time unless
+	 * a seed is given */
+	if (!seed_given && !strcmp(mode, "quick"))
+		seed = 1;
+
+	if (gen_init() < 0) {
+		fprintf(stderr, "diff-test: too many variants\n");
+		return 2;
+	}
+	int nv = gen_variant_count();
+	printf("diff-test: %s pass, seed %" PRIu64 " (rerun with --seed %" PRIu64 "), "
+	       "%d variants, %d cases each\n", mode, seed, seed, nv, per_variant);
+
+	struct group_stats *groups = calloc(nv, sizeof(*groups));
+	int ngroups = 0;
+	int *vgroup = calloc(nv, sizeof(int));
+	for (int v = 0; v < nv; v++) {
+		const char *g = gen_variant_group(v);
+		int gi;
+		for (gi = 0; gi < ngroups; gi++)
+			if (!strcmp(groups[gi].name, g))
+				break;
+		if (gi == ngroups)
+			groups[ngroups++].name = g;
+		vgroup[v] = gi;
+	}
+
+	struct diff_case *cases = calloc(BATCH, sizeof(*cases));
+	struct diff_result *nat = calloc(BATCH, sizeof(*nat));
+	struct diff_result *soft = malloc(sizeof(*soft));
+	struct soft_env *env = soft_env_new();
+	if (!cases || !nat || !soft || !env || !groups || !vgroup) {
+		fprintf(stderr, "diff-test: out of memory (soft guest memory: 1 GiB)\n");
+		return 2;
+	}
+
+	uint64_t passed = 0, failed = 0;
+	int forms = 0, nb = 0;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+
+	int v = 0, n = 0;
+	for (;;) {
+		nb = 0;
+		while (nb < BATCH && v < nv) {
+			if ((filter && strcmp(filter, gen_variant_group(v))) || n >= per_variant) {
+				v++;
+				n = 0;
+				continue;
+			}
+			if (n == 0)
+				groups[vgroup[v]].variants++;
+			if (gen_case(v, seed, (uint64_t)n++, &cases[nb]) < 0)
+				continue;
+			char key[256];
+			gen_form_key(&cases[nb], key, sizeof(key));
+			if (formset_add(key)) {
+				forms++;
+				groups[vgroup[v]].forms++;
+				if (list)
+					printf("  form %-10s %s\n", gen_variant_group(v), key);
+			}
+			nb++;
+		}
+		if (nb == 0)
+			break;
+		int rc = native_run(cases, nat, nb);
+		if (rc < 0) {
+			fprintf(stderr, "diff-test: native runner failed: %s\n", strerror(-rc));
+			return 2;
+		}
+		for (int i = 0; i < nb; i++) {
+			struct group_stats *gs = &groups[vgroup[cases[i].form]];
+			soft_run_case(env, &cases[i], soft);
+			char why[128];
+			gs->cases++;
+			if (diff_compare(&cases[i], &nat[i], soft, why, sizeof(why))) {
+				passed++;
+				continue;
+			}
+			failed++;
+			gs->failed++;
+			if (gs->shown++ < show) {
+				printf("[%s]\n", gs->name);
+				diff_report(&cases[i], &nat[i], soft, why);
+			}
+		}
+	}
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	printf("\n%-12s %6s %9s %9s %8s\n", "mnemonic", "forms", "variants", "cases", "failed");
+	for (int g = 0; g < ngroups; g++)
+		if (groups[g].variants)
+			printf("%-12s %6d %9d %9" PRIu64 " %8" PRIu64 "%s\n", groups[g].name,
+			       groups[g].forms, groups[g].variants, groups[g].cases, groups[g].failed,
+			       groups[g].failed ? "  <-- MISMATCH" : "");
+	double secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	printf("\n%" PRIu64 " passed, %" PRIu64 " failed\n", passed, failed);
+	printf("%d instruction forms covered, %.1f s, seed %" PRIu64 "\n", forms, secs, seed);
+	return failed ? 1 : 0;
+}
+
+/* ---- native self-test: known sequences with hand-computed results ---- */
+
+struct selftest {
+	const char *name;
+	uint8_t code[16];
+	int len;
+	uint64_t rax, rcx, rdx, rflags;
+	/* expected */
+	uint8_t vector;
+	uint64_t e_rax, e_rdx, e_rip_off;
+	uint64_t e_flags_mask, e_flags;
+	uint64_t e_cr2;
+};
+
+static int native_selftest(void)
+{
+	static const struct selftest t[] = {
+		/* add eax, ecx: 0xffffffff + 1 = 0, CF ZF PF AF set */
+		{ "add eax,ecx", { 0x01, 0xc8 }, 2, 0xffffffff, 1, 0, 0x202, 3,
+		  0, 0, 3, 0x8d5, 0x55, 0 },
+		/* sub al, 1 from 0x80 -> 0x7f, OF set, AF set */
+		{ "sub al,1", { 0x2c, 0x01 }, 2, 0x80, 0, 0, 0x202, 3,
+		  0x7f, 0, 3, 0x8d5, 0x810, 0 },
+		/* div ecx with ecx=0: #DE at the instruction */
+		{ "div ecx (0)", { 0xf7, 0xf1 }, 2, 10, 0, 0, 0x202, 0,
+		  10, 0, 0, 0, 0, 0 },
+		/* div ecx: 100/7 = 14 r 2 */
+		{ "div ecx", { 0xf7, 0xf1 }, 2, 100, 7, 0, 0x202, 3,
+		  14, 2, 3, 0, 0, 0 },
+		/* ud2 */
+		{ "ud2", { 0x0f, 0x0b }, 2, 0, 0, 0, 0x202, 6, 0, 0, 0, 0, 0, 0 },
+		/* mov eax, [0x1000]: #PF, cr2 0x1000 */
+		{ "mov eax,[0x1000]", { 0x8b, 0x04, 0x25, 0x00, 0x10, 0x00, 0x00 }, 7,
+		  5, 0, 0, 0x202, 14, 5, 0, 0, 0, 0, 0x1000 },
+		/* hlt at CPL3: #GP */
+		{ "hlt", { 0xf4 }, 1, 0, 0, 0, 0x202, 13, 0, 0, 0, 0, 0, 0 },
+		/* std; pushf; pop rax: DF visible */
+		{ "std;pushf;pop", { 0xfd, 0x9c, 0x58 }, 3, 0, 0, 0, 0x202, 3,
+		  0x602, 0, 4, 0x400, 0x400, 0 },
+	};
+	int n = sizeof(t) / sizeof(t[0]), bad = 0;
+	struct diff_case *c = calloc(n, sizeof(*c));
+	struct diff_result *r = calloc(n, sizeof(*r));
+	for (int i = 0; i < n; i++) {
+		memcpy(c[i].code, t[i].code, t[i].len);
+		c[i].code_len = (uint8_t)t[i].len;
+		c[i].in.gpr[RAX] = t[i].rax;
+		c[i].in.gpr[RCX] = t[i].rcx;
+		c[i].in.gpr[RDX] = t[i].rdx;
+		c[i].in.gpr[RSP] = DIFF_STACK_TOP;
+		c[i].in.rip = DIFF_CODE_BASE;
+		c[i].in.rflags = t[i].rflags;
+		c[i].in.mxcsr = 0x1f80;
+		c[i].fill = FILL_ZERO;
+	}
+	if (native_run(c, r, n) < 0) {
+		printf("native runner failed\n");
+		return 1;
+	}
+	for (int i = 0; i < n; i++) {
+		char buf[96];
+		bool ok = r[i].stop == STOP_EXCEPTION && r[i].vector == t[i].vector &&
+			  r[i].out.gpr[RAX] == t[i].e_rax && r[i].out.gpr[RDX] == t[i].e_rdx &&
+			  r[i].out.rip == DIFF_CODE_BASE + t[i].e_rip_off &&
+			  (r[i].out.rflags & t[i].e_flags_mask) == t[i].e_flags &&
+			  r[i].cr2 == t[i].e_cr2;
+		if (!strcmp(t[i].name, "std;pushf;pop"))
+			ok = r[i].stop == STOP_EXCEPTION && r[i].vector == 3 &&
+			     (r[i].out.gpr[RAX] & 0x400) && (r[i].out.rflags & 0x400);
+		printf("%-20s %s  stop %s rax %#" PRIx64 " rdx %#" PRIx64 " rip +%#" PRIx64
+		       " rflags %#" PRIx64 "\n", t[i].name, ok ? "ok  " : "FAIL",
+		       diff_stop_name(&r[i], buf, sizeof(buf)), r[i].out.gpr[RAX],
+		       r[i].out.gpr[RDX], r[i].out.rip - DIFF_CODE_BASE, r[i].out.rflags);
+		bad += !ok;
+	}
+	/* generator: every variant encodes and decodes */
+	if (gen_init() < 0)
+		return 1;
+	struct diff_case gc;
+	int gv = 0;
+	for (int v = 0; v < gen_variant_count(); v++)
+		gv += gen_case(v, 42, 0, &gc) == 0;
+	printf("generator: %d variants, %d generated a case\n", gen_variant_count(), gv);
+	printf("%d passed, %d failed\n", n - bad, bad);
+	return bad ? 1 : 0;
+}
