@@ -227,6 +227,13 @@ static int native_selftest(void)
 		/* std; pushf; pop rax: DF visible */
 		{ "std;pushf;pop", { 0xfd, 0x9c, 0x58 }, 3, 0, 0, 0, 0x202, 3,
 		  0x602, 0, 4, 0x400, 0x400, 0 },
+		/* the child exits under us (exit_group(2)): a crashed case,
+		 * the batch goes on */
+		{ "exit_group", { 0xb8, 0xe7, 0, 0, 0, 0xbf, 2, 0, 0, 0, 0x0f, 0x05 }, 12,
+		  0, 0, 0, 0x202, 0xff, 0, 0, 0, 0, 0, 0 },
+		/* jmp $: the timer stops it */
+		{ "hang", { 0xeb, 0xfe }, 2, 0, 0, 0, 0x202, 0xfe, 0, 0, 0, 0, 0, 0 },
+		{ "int3 after", { 0xcc }, 1, 7, 0, 0, 0x202, 3, 7, 0, 1, 0, 0, 0 },
 	};
 	int n = sizeof(t) / sizeof(t[0]), bad = 0;
 	struct diff_case *c = calloc(n, sizeof(*c));
@@ -254,6 +261,10 @@ static int native_selftest(void)
 			  r[i].out.rip == DIFF_CODE_BASE + t[i].e_rip_off &&
 			  (r[i].out.rflags & t[i].e_flags_mask) == t[i].e_flags &&
 			  r[i].cr2 == t[i].e_cr2;
+		if (t[i].vector == 0xff)
+			ok = r[i].stop == STOP_CRASH;
+		if (t[i].vector == 0xfe)
+			ok = r[i].stop == STOP_TIMEOUT && r[i].out.rip == DIFF_CODE_BASE;
 		if (!strcmp(t[i].name, "std;pushf;pop"))
 			ok = r[i].stop == STOP_EXCEPTION && r[i].vector == 3 &&
 			     (r[i].out.gpr[RAX] & 0x400) && (r[i].out.rflags & 0x400);

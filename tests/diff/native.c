@@ -201,7 +201,7 @@ int native_run(const struct diff_case *cases, struct diff_result *res, int n)
 			int e = child_setup(&code_rw);
 			if (e < 0) {
 				fprintf(stderr, "diff: native child setup failed: %s\n", strerror(-e));
-				_exit(2);
+				_exit(99);
 			}
 			for (int i = start; i < n; i++) {
 				child_run_one(code_rw, &cases[i], &sres[i]);
@@ -215,7 +215,7 @@ int native_run(const struct diff_case *cases, struct diff_result *res, int n)
 		int done = __atomic_load_n(&b->done, __ATOMIC_ACQUIRE);
 		if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && done == n)
 			break;
-		if (WIFEXITED(status) && WEXITSTATUS(status) == 2) {
+		if (WIFEXITED(status) && WEXITSTATUS(status) == 99 && done == start) {
 			rc = -EIO;
 			break;
 		}
