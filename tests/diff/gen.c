@@ -49,7 +49,13 @@ enum {
 	S_POPF = 1 << 16,    /* the stack top holds a random RFLAGS image */
 	S_SHLD = 1 << 17,    /* count <= operand size */
 	S_IMM64 = 1 << 18,   /* also 64-bit immediates */
-	S_NOLOCK = 1 << 19,
+	S_SSE = 1 << 19,     /* SSE/SSE2: XMM operands, random MXCSR */
+	S_PS = 1 << 20,      /* XMM lanes are floats */
+	S_PD = 1 << 21,      /* XMM lanes are doubles */
+	S_CMPP = 1 << 22,    /* imm8 is a compare predicate 0-7 */
+	S_PSHIFT = 1 << 23,  /* XMM shift count: often small */
+	S_MXCSR = 1 << 24,   /* LDMXCSR: the memory operand is an MXCSR image */
+	S_RDIDATA = 1 << 25, /* RDI points into the data area (MASKMOVDQU) */
 };
 
 #define SZ8 1
@@ -58,6 +64,7 @@ enum {
 #define SZ64 8
 #define SZ_ALL (SZ8 | SZ16 | SZ32 | SZ64)
 #define SZ_W (SZ16 | SZ32 | SZ64)
+#define SZX 16 /* SSE: operand sizes come from the shape */
 
 struct tmpl {
 	const char *group;
@@ -67,7 +74,7 @@ struct tmpl {
 	uint32_t spec;
 };
 
-enum { IMM_NONE, IMM_SMALL, IMM_LARGE, IMM_HUGE, IMM_COUNT, IMM_BIT };
+enum { IMM_NONE, IMM_SMALL, IMM_LARGE, IMM_HUGE, IMM_COUNT, IMM_BIT, IMM_ANY8, IMM_PRED };
 
 struct variant {
 	int t;
@@ -87,6 +94,8 @@ static char rawbuf[MAX_TMPL][48];
 
 static void add(const char *group, ZydisMnemonic mn, const char *shapes, uint8_t sizes, uint32_t spec)
 {
+	if (!group)
+		group = ZydisMnemonicGetString(mn);
 	if (ntmpl < MAX_TMPL)
 		tmpls[ntmpl++] = (struct tmpl){ group, mn, shapes, sizes, spec };
 }
@@ -115,6 +124,8 @@ static const ZydisMnemonic set_mn[16] = { ZYDIS_MNEMONIC_SETO, ZYDIS_MNEMONIC_SE
 	ZYDIS_MNEMONIC_SETBE, ZYDIS_MNEMONIC_SETNBE, ZYDIS_MNEMONIC_SETS, ZYDIS_MNEMONIC_SETNS,
 	ZYDIS_MNEMONIC_SETP, ZYDIS_MNEMONIC_SETNP, ZYDIS_MNEMONIC_SETL, ZYDIS_MNEMONIC_SETNL,
 	ZYDIS_MNEMONIC_SETLE, ZYDIS_MNEMONIC_SETNLE };
+
+static void build_sse_templates(void);
 
 static void build_templates(void)
 {
@@ -251,6 +262,117 @@ static void build_templates(void)
 						sz == 1 ? "66 " : "", sz == 3 ? "48 " : "",
 						str[i].op + (sz ? 1 : 0));
 				}
+	build_sse_templates();
+}
+
+
+/* SSE/SSE2 (the x86-64 baseline). Not generated: RCPPS/RCPSS/RSQRTPS/
+ * RSQRTSS (approximations whose exact bits are implementation-specific:
+ * the SDM only bounds the relative error), MMX-register forms (CVTPI2PS &
+ * co., MOVQ2DQ, MOVDQ2Q: x87/MMX state is a later pass). */
+static void build_sse_templates(void)
+{
+	const uint32_t ps = S_SSE | S_PS, pd = S_SSE | S_PD, in = S_SSE;
+	static const ZydisMnemonic ps_ar[] = { ZYDIS_MNEMONIC_ADDPS, ZYDIS_MNEMONIC_SUBPS,
+		ZYDIS_MNEMONIC_MULPS, ZYDIS_MNEMONIC_DIVPS, ZYDIS_MNEMONIC_MINPS,
+		ZYDIS_MNEMONIC_MAXPS, ZYDIS_MNEMONIC_SQRTPS, ZYDIS_MNEMONIC_ANDPS,
+		ZYDIS_MNEMONIC_ANDNPS, ZYDIS_MNEMONIC_ORPS, ZYDIS_MNEMONIC_XORPS,
+		ZYDIS_MNEMONIC_UNPCKLPS, ZYDIS_MNEMONIC_UNPCKHPS, ZYDIS_MNEMONIC_CVTDQ2PS,
+		ZYDIS_MNEMONIC_CVTPS2DQ, ZYDIS_MNEMONIC_CVTTPS2DQ };
+	for (size_t i = 0; i < sizeof(ps_ar) / sizeof(ps_ar[0]); i++)
+		add(NULL, ps_ar[i], "x,x x,m128", SZX, ps);
+	static const ZydisMnemonic pd_ar[] = { ZYDIS_MNEMONIC_ADDPD, ZYDIS_MNEMONIC_SUBPD,
+		ZYDIS_MNEMONIC_MULPD, ZYDIS_MNEMONIC_DIVPD, ZYDIS_MNEMONIC_MINPD,
+		ZYDIS_MNEMONIC_MAXPD, ZYDIS_MNEMONIC_SQRTPD, ZYDIS_MNEMONIC_ANDPD,
+		ZYDIS_MNEMONIC_ANDNPD, ZYDIS_MNEMONIC_ORPD, ZYDIS_MNEMONIC_XORPD,
+		ZYDIS_MNEMONIC_UNPCKLPD, ZYDIS_MNEMONIC_UNPCKHPD, ZYDIS_MNEMONIC_CVTPD2PS,
+		ZYDIS_MNEMONIC_CVTPD2DQ, ZYDIS_MNEMONIC_CVTTPD2DQ };
+	for (size_t i = 0; i < sizeof(pd_ar) / sizeof(pd_ar[0]); i++)
+		add(NULL, pd_ar[i], "x,x x,m128", SZX, pd);
+	static const ZydisMnemonic ss_ar[] = { ZYDIS_MNEMONIC_ADDSS, ZYDIS_MNEMONIC_SUBSS,
+		ZYDIS_MNEMONIC_MULSS, ZYDIS_MNEMONIC_DIVSS, ZYDIS_MNEMONIC_MINSS,
+		ZYDIS_MNEMONIC_MAXSS, ZYDIS_MNEMONIC_SQRTSS, ZYDIS_MNEMONIC_COMISS,
+		ZYDIS_MNEMONIC_UCOMISS, ZYDIS_MNEMONIC_CVTSS2SD };
+	for (size_t i = 0; i < sizeof(ss_ar) / sizeof(ss_ar[0]); i++)
+		add(NULL, ss_ar[i], "x,x x,m32", SZX, ps);
+	static const ZydisMnemonic sd_ar[] = { ZYDIS_MNEMONIC_ADDSD, ZYDIS_MNEMONIC_SUBSD,
+		ZYDIS_MNEMONIC_MULSD, ZYDIS_MNEMONIC_DIVSD, ZYDIS_MNEMONIC_MINSD,
+		ZYDIS_MNEMONIC_MAXSD, ZYDIS_MNEMONIC_SQRTSD, ZYDIS_MNEMONIC_COMISD,
+		ZYDIS_MNEMONIC_UCOMISD, ZYDIS_MNEMONIC_CVTSD2SS };
+	for (size_t i = 0; i < sizeof(sd_ar) / sizeof(sd_ar[0]); i++)
+		add(NULL, sd_ar[i], "x,x x,m64", SZX, pd);
+	add(NULL, ZYDIS_MNEMONIC_CVTPS2PD, "x,x x,m64", SZX, ps);
+	add(NULL, ZYDIS_MNEMONIC_CVTDQ2PD, "x,x x,m64", SZX, in);
+	add(NULL, ZYDIS_MNEMONIC_CMPPS, "x,x,i x,m128,i", SZX, ps | S_CMPP);
+	add(NULL, ZYDIS_MNEMONIC_CMPPD, "x,x,i x,m128,i", SZX, pd | S_CMPP);
+	add(NULL, ZYDIS_MNEMONIC_CMPSS, "x,x,i x,m32,i", SZX, ps | S_CMPP);
+	add("cmpsd-sse", ZYDIS_MNEMONIC_CMPSD, "x,x,i x,m64,i", SZX, pd | S_CMPP);
+	add(NULL, ZYDIS_MNEMONIC_SHUFPS, "x,x,i x,m128,i", SZX, ps);
+	add(NULL, ZYDIS_MNEMONIC_SHUFPD, "x,x,i x,m128,i", SZX, pd);
+	add(NULL, ZYDIS_MNEMONIC_CVTSI2SS, "x,r32 x,r64 x,m32 x,m64", SZX, ps);
+	add(NULL, ZYDIS_MNEMONIC_CVTSI2SD, "x,r32 x,r64 x,m32 x,m64", SZX, pd);
+	add(NULL, ZYDIS_MNEMONIC_CVTSS2SI, "r32,x r64,x r32,m32 r64,m32", SZX, ps);
+	add(NULL, ZYDIS_MNEMONIC_CVTTSS2SI, "r32,x r64,x r32,m32 r64,m32", SZX, ps);
+	add(NULL, ZYDIS_MNEMONIC_CVTSD2SI, "r32,x r64,x r32,m64 r64,m64", SZX, pd);
+	add(NULL, ZYDIS_MNEMONIC_CVTTSD2SI, "r32,x r64,x r32,m64 r64,m64", SZX, pd);
+	/* moves */
+	static const ZydisMnemonic mv[] = { ZYDIS_MNEMONIC_MOVAPS, ZYDIS_MNEMONIC_MOVUPS,
+		ZYDIS_MNEMONIC_MOVAPD, ZYDIS_MNEMONIC_MOVUPD, ZYDIS_MNEMONIC_MOVDQA,
+		ZYDIS_MNEMONIC_MOVDQU };
+	for (size_t i = 0; i < sizeof(mv) / sizeof(mv[0]); i++)
+		add(NULL, mv[i], "x,x x,m128 m128,x", SZX, in);
+	add(NULL, ZYDIS_MNEMONIC_MOVSS, "x,x x,m32 m32,x", SZX, ps);
+	add("movsd-sse", ZYDIS_MNEMONIC_MOVSD, "x,x x,m64 m64,x", SZX, pd);
+	add(NULL, ZYDIS_MNEMONIC_MOVLPS, "x,m64 m64,x", SZX, ps);
+	add(NULL, ZYDIS_MNEMONIC_MOVHPS, "x,m64 m64,x", SZX, ps);
+	add(NULL, ZYDIS_MNEMONIC_MOVLPD, "x,m64 m64,x", SZX, pd);
+	add(NULL, ZYDIS_MNEMONIC_MOVHPD, "x,m64 m64,x", SZX, pd);
+	add(NULL, ZYDIS_MNEMONIC_MOVHLPS, "x,x", SZX, ps);
+	add(NULL, ZYDIS_MNEMONIC_MOVLHPS, "x,x", SZX, ps);
+	add(NULL, ZYDIS_MNEMONIC_MOVD, "x,r32 r32,x x,m32 m32,x", SZX, in);
+	add(NULL, ZYDIS_MNEMONIC_MOVQ, "x,r64 r64,x x,x x,m64 m64,x", SZX, in);
+	add(NULL, ZYDIS_MNEMONIC_MOVMSKPS, "r32,x r64,x", SZX, ps);
+	add(NULL, ZYDIS_MNEMONIC_MOVMSKPD, "r32,x r64,x", SZX, pd);
+	add(NULL, ZYDIS_MNEMONIC_PMOVMSKB, "r32,x r64,x", SZX, in);
+	add(NULL, ZYDIS_MNEMONIC_MOVNTI, "m32,r32 m64,r64", SZX, in);
+	add(NULL, ZYDIS_MNEMONIC_MOVNTPS, "m128,x", SZX, in);
+	add(NULL, ZYDIS_MNEMONIC_MOVNTPD, "m128,x", SZX, in);
+	add(NULL, ZYDIS_MNEMONIC_MOVNTDQ, "m128,x", SZX, in);
+	add(NULL, ZYDIS_MNEMONIC_MASKMOVDQU, "x,x", SZX, in | S_RDIDATA);
+	/* integer */
+	static const ZydisMnemonic pi[] = { ZYDIS_MNEMONIC_PADDB, ZYDIS_MNEMONIC_PADDW,
+		ZYDIS_MNEMONIC_PADDD, ZYDIS_MNEMONIC_PADDQ, ZYDIS_MNEMONIC_PSUBB,
+		ZYDIS_MNEMONIC_PSUBW, ZYDIS_MNEMONIC_PSUBD, ZYDIS_MNEMONIC_PSUBQ,
+		ZYDIS_MNEMONIC_PADDSB, ZYDIS_MNEMONIC_PADDSW, ZYDIS_MNEMONIC_PADDUSB,
+		ZYDIS_MNEMONIC_PADDUSW, ZYDIS_MNEMONIC_PSUBSB, ZYDIS_MNEMONIC_PSUBSW,
+		ZYDIS_MNEMONIC_PSUBUSB, ZYDIS_MNEMONIC_PSUBUSW, ZYDIS_MNEMONIC_PMULLW,
+		ZYDIS_MNEMONIC_PMULHW, ZYDIS_MNEMONIC_PMULHUW, ZYDIS_MNEMONIC_PMULUDQ,
+		ZYDIS_MNEMONIC_PMADDWD, ZYDIS_MNEMONIC_PAVGB, ZYDIS_MNEMONIC_PAVGW,
+		ZYDIS_MNEMONIC_PMINUB, ZYDIS_MNEMONIC_PMAXUB, ZYDIS_MNEMONIC_PMINSW,
+		ZYDIS_MNEMONIC_PMAXSW, ZYDIS_MNEMONIC_PSADBW, ZYDIS_MNEMONIC_PCMPEQB,
+		ZYDIS_MNEMONIC_PCMPEQW, ZYDIS_MNEMONIC_PCMPEQD, ZYDIS_MNEMONIC_PCMPGTB,
+		ZYDIS_MNEMONIC_PCMPGTW, ZYDIS_MNEMONIC_PCMPGTD, ZYDIS_MNEMONIC_PAND,
+		ZYDIS_MNEMONIC_PANDN, ZYDIS_MNEMONIC_POR, ZYDIS_MNEMONIC_PXOR,
+		ZYDIS_MNEMONIC_PUNPCKLBW, ZYDIS_MNEMONIC_PUNPCKLWD, ZYDIS_MNEMONIC_PUNPCKLDQ,
+		ZYDIS_MNEMONIC_PUNPCKLQDQ, ZYDIS_MNEMONIC_PUNPCKHBW, ZYDIS_MNEMONIC_PUNPCKHWD,
+		ZYDIS_MNEMONIC_PUNPCKHDQ, ZYDIS_MNEMONIC_PUNPCKHQDQ, ZYDIS_MNEMONIC_PACKSSWB,
+		ZYDIS_MNEMONIC_PACKSSDW, ZYDIS_MNEMONIC_PACKUSWB };
+	for (size_t i = 0; i < sizeof(pi) / sizeof(pi[0]); i++)
+		add(NULL, pi[i], "x,x x,m128", SZX, in);
+	static const ZydisMnemonic psh[] = { ZYDIS_MNEMONIC_PSLLW, ZYDIS_MNEMONIC_PSLLD,
+		ZYDIS_MNEMONIC_PSLLQ, ZYDIS_MNEMONIC_PSRLW, ZYDIS_MNEMONIC_PSRLD,
+		ZYDIS_MNEMONIC_PSRLQ, ZYDIS_MNEMONIC_PSRAW, ZYDIS_MNEMONIC_PSRAD };
+	for (size_t i = 0; i < sizeof(psh) / sizeof(psh[0]); i++)
+		add(NULL, psh[i], "x,x x,m128 x,i", SZX, in | S_PSHIFT);
+	add(NULL, ZYDIS_MNEMONIC_PSLLDQ, "x,i", SZX, in);
+	add(NULL, ZYDIS_MNEMONIC_PSRLDQ, "x,i", SZX, in);
+	add(NULL, ZYDIS_MNEMONIC_PSHUFD, "x,x,i x,m128,i", SZX, in);
+	add(NULL, ZYDIS_MNEMONIC_PSHUFHW, "x,x,i x,m128,i", SZX, in);
+	add(NULL, ZYDIS_MNEMONIC_PSHUFLW, "x,x,i x,m128,i", SZX, in);
+	add(NULL, ZYDIS_MNEMONIC_PEXTRW, "r32,x,i", SZX, in);
+	add(NULL, ZYDIS_MNEMONIC_PINSRW, "x,r32,i x,m16,i", SZX, in);
+	add(NULL, ZYDIS_MNEMONIC_LDMXCSR, "m32", SZX, in | S_MXCSR);
+	add(NULL, ZYDIS_MNEMONIC_STMXCSR, "m32", SZX, in);
 }
 
 /* ---- encoding helpers ---- */
@@ -306,6 +428,49 @@ static uint64_t pick_val(uint64_t *s, int bits)
 		v = diff_rand(s);
 	}
 	return v & mask_bits(bits);
+}
+
+/* SSE lane values: float/double edge cases (zeros, infinities, NaNs,
+ * denormals, integer-conversion boundaries) or ordinary numbers. */
+static void pick_lanes(uint64_t *s, uint32_t spec, uint8_t out[16])
+{
+	static const uint32_t f32[] = { 0, 0x80000000, 0x3f800000, 0xbf800000, 0x3fc00000,
+		0x7f800000, 0xff800000, 0x7fc00000, 0xffc00000, 0x7f800001, 0x7fa00000,
+		0x00000001, 0x807fffff, 0x00800000, 0x7f7fffff, 0x4f000000, 0xcf000000,
+		0x4effffff, 0xdf000000, 0x5f000000, 0x3f000000, 0x4b000000 };
+	static const uint64_t f64[] = { 0, 0x8000000000000000ULL, 0x3ff0000000000000ULL,
+		0xbff0000000000000ULL, 0x3ff8000000000000ULL, 0x7ff0000000000000ULL,
+		0xfff0000000000000ULL, 0x7ff8000000000000ULL, 0xfff8000000000000ULL,
+		0x7ff0000000000001ULL, 0x7ff4000000000000ULL, 1, 0x800fffffffffffffULL,
+		0x0010000000000000ULL, 0x7fefffffffffffffULL, 0x41e0000000000000ULL,
+		0xc1e0000000000000ULL, 0x43e0000000000000ULL, 0xc3e0000000000000ULL,
+		0x41dfffffffc00000ULL, 0x3fe0000000000000ULL, 0x3e70000000000000ULL,
+		0x47efffffe0000000ULL, 0x3800000000000000ULL };
+	for (int i = 0; i < 16; i += 8) {
+		uint64_t r = diff_rand(s), v;
+		if (spec & S_PS) {
+			uint32_t l[2];
+			for (int k = 0; k < 2; k++) {
+				uint64_t q = diff_rand(s);
+				if (q & 1)
+					l[k] = f32[(q >> 8) % (sizeof(f32) / 4)];
+				else /* sign, exponent near 1.0, random mantissa */
+					l[k] = (uint32_t)(((q >> 1) & 1) << 31) |
+					       (uint32_t)((127 - 40 + (q >> 2) % 80) << 23) |
+					       (uint32_t)((q >> 20) & 0x7fffff);
+			}
+			v = l[0] | (uint64_t)l[1] << 32;
+		} else if (spec & S_PD) {
+			if (r & 1)
+				v = f64[(r >> 8) % (sizeof(f64) / 8)];
+			else
+				v = ((r >> 1) & 1) << 63 | (uint64_t)(1023 - 80 + (r >> 2) % 160) << 52 |
+				    (diff_rand(s) & 0xfffffffffffffULL);
+		} else {
+			v = (r & 3) == 0 ? pick_val(s, 64) : diff_rand(s);
+		}
+		memcpy(out + i, &v, 8);
+	}
 }
 
 struct gen_ctx {
@@ -398,6 +563,8 @@ static void make_mem(struct gen_ctx *g, ZydisEncoderOperand *op, uint64_t off, i
 
 static int imm_class_for(const struct tmpl *t, int size, int k)
 {
+	if (t->spec & S_SSE)
+		return k == 0 ? ((t->spec & S_CMPP) ? IMM_PRED : IMM_ANY8) : -1;
 	if (t->spec & S_COUNT)
 		return IMM_COUNT;
 	if (t->spec & S_BIT)
@@ -439,6 +606,12 @@ static int64_t pick_imm(struct gen_ctx *g, int cls, int size)
 	}
 	case IMM_BIT:
 		return (r & 1) ? (int64_t)((r >> 8) % size) : (int64_t)((r >> 8) & 0xff);
+	case IMM_ANY8: {
+		static const int64_t e[] = { 0, 1, 7, 8, 15, 16, 31, 32, 63, 64, 127, 128, 255, 0x1b };
+		return (r & 1) ? e[(r >> 1) % 14] : (int64_t)((r >> 8) & 0xff);
+	}
+	case IMM_PRED:
+		return (int64_t)((r >> 8) & 7);
 	}
 	return 0;
 }
@@ -647,13 +820,42 @@ int gen_case(int vi, uint64_t seed, uint64_t n, struct diff_case *c)
 	int dest_gpr = -1;
 	uint64_t mem_off = 0;
 	int mem_bytes = 0;
+	uint16_t xused = 0;
+	if (t->spec & S_SSE) {
+		/* MXCSR: random rounding, FTZ/DAZ, sticky flags; now and then
+		 * an unmasked exception (#XM) */
+		uint64_t r = diff_rand(&rng);
+		uint32_t m = 0x1f80;
+		if (r & 1)
+			m |= (uint32_t)((r >> 1) & 3) << 13;
+		if (((r >> 3) & 3) == 0)
+			m |= 0x8040;
+		if (((r >> 5) & 3) == 0)
+			m |= (uint32_t)(r >> 8) & 0x3f;
+		if (((r >> 16) & 7) == 0)
+			m &= ~((uint32_t)(r >> 20) & 0x1f80);
+		c->in.mxcsr = m;
+	}
 	for (char *tok = strtok(shape, ","); tok && nops < 3; tok = strtok(NULL, ",")) {
 		ZydisEncoderOperand *op = &req.operands[nops];
 		int bits = v->size;
 		char kind = tok[0];
 		if (tok[1] >= '0' && tok[1] <= '9')
 			bits = atoi(tok + 1);
-		if (!strcmp(tok, "cl")) {
+		if (kind == 'x') {
+			int id;
+			do
+				id = diff_rand(&rng) & 15;
+			while (xused & (1u << id));
+			xused |= 1u << id;
+			op->type = ZYDIS_OPERAND_TYPE_REGISTER;
+			op->reg.value = (ZydisRegister)(ZYDIS_REGISTER_XMM0 + id);
+			pick_lanes(&rng, t->spec, c->in.xmm[id]);
+			if ((t->spec & S_PSHIFT) && nops == 1 && (diff_rand(&rng) & 1)) {
+				uint64_t cnt = diff_rand(&rng) % 70;
+				memcpy(c->in.xmm[id], &cnt, 8);
+			}
+		} else if (!strcmp(tok, "cl")) {
 			op->type = ZYDIS_OPERAND_TYPE_REGISTER;
 			op->reg.value = ZYDIS_REGISTER_CL;
 			uint64_t cnt = pick_imm(&g, IMM_COUNT, v->size);
@@ -717,6 +919,8 @@ int gen_case(int vi, uint64_t seed, uint64_t n, struct diff_case *c)
 				op->mem.size = req.address_size_hint == ZYDIS_ADDRESS_SIZE_HINT_32 ? 4 : 8;
 			} else {
 				uint64_t off = pick_ea(&g, bytes);
+				if ((t->spec & S_SSE) && (diff_rand(&rng) & 7))
+					off &= ~(uint64_t)(bytes - 1); /* mostly aligned */
 				if (t->spec & S_CC8B) {
 					off &= ~15ULL;
 					if (bytes == 16 && (diff_rand(&rng) & 15) == 0)
@@ -730,6 +934,19 @@ int gen_case(int vi, uint64_t seed, uint64_t n, struct diff_case *c)
 				uint64_t v2 = diff_rand(&rng);
 				memcpy(b, &val, 8);
 				memcpy(b + 8, &v2, 8);
+				if (t->spec & S_SSE)
+					pick_lanes(&rng, t->spec, b);
+				if ((t->spec & S_PSHIFT) && (diff_rand(&rng) & 1)) {
+					uint64_t cnt = diff_rand(&rng) % 70;
+					memcpy(b, &cnt, 8);
+				}
+				if (t->spec & S_MXCSR) {
+					uint32_t m = (uint32_t)diff_rand(&rng) & 0xffff;
+					m |= 0x1f80; /* keep exceptions masked */
+					if ((diff_rand(&rng) & 7) == 0)
+						m |= 1u << (16 + diff_rand(&rng) % 16); /* #GP */
+					memcpy(b, &m, 4);
+				}
 				patch(&g, off, b, bytes > 16 ? 16 : bytes);
 				src_val = val;
 				mem_off = off;
@@ -740,7 +957,8 @@ int gen_case(int vi, uint64_t seed, uint64_t n, struct diff_case *c)
 			int64_t imm = pick_imm(&g, v->imm, v->size);
 			if ((t->spec & S_SHLD) && v->size == 16 && (imm & 0x1f) > 16)
 				imm = 16;
-			if (v->imm == IMM_COUNT || v->imm == IMM_BIT)
+			if (v->imm == IMM_COUNT || v->imm == IMM_BIT || v->imm == IMM_ANY8 ||
+			    v->imm == IMM_PRED)
 				op->imm.u = (uint64_t)imm & 0xff;
 			else
 				op->imm.s = imm;
@@ -803,6 +1021,8 @@ int gen_case(int vi, uint64_t seed, uint64_t n, struct diff_case *c)
 		set_gpr_part(c, gpr, false, v->size, (uint64_t)bo);
 	}
 	(void)mem_off;
+	if (t->spec & S_RDIDATA)
+		c->in.gpr[RDI] = DIFF_DATA_BASE + 0x1000 + (diff_rand(&rng) & 0x7ff);
 
 	if (encode(&req, c) < 0)
 		return -1;
@@ -832,7 +1052,7 @@ int gen_init(void)
 		snprintf(shapes, sizeof(shapes), "%s", tp->shapes);
 		char *save;
 		for (char *sh = strtok_r(shapes, " ", &save); sh; sh = strtok_r(NULL, " ", &save)) {
-			for (int sz = 8; sz <= 64; sz *= 2) {
+			for (int sz = 8; sz <= 128; sz *= 2) {
 				if (!(tp->sizes & (sz / 8)))
 					continue;
 				bool has_imm = strchr(sh, 'i') != NULL;
