@@ -108,9 +108,40 @@ bool diff_compare(const struct diff_case *c, const struct diff_result *nat,
 			return false;
 		}
 	}
-	if (memcmp(nat->data, soft->data, DIFF_DATA_SIZE)) {
-		snprintf(why, len, "memory");
+	if (nat->out.fcw != soft->out.fcw) {
+		snprintf(why, len, "x87 fcw");
 		return false;
+	}
+	if ((nat->out.fsw ^ soft->out.fsw) & ~c->fsw_undef) {
+		snprintf(why, len, "x87 fsw");
+		return false;
+	}
+	if (nat->out.ftw != soft->out.ftw) {
+		snprintf(why, len, "x87 tag word");
+		return false;
+	}
+	/* ST(i) only where the register is in use: an empty one keeps
+	 * whatever an earlier program left there */
+	unsigned top = (nat->out.fsw >> 11) & 7;
+	for (int i = 0; i < 8; i++) {
+		if (!(nat->out.ftw & (1u << ((top + i) & 7))))
+			continue;
+		if (memcmp(nat->out.st[i], soft->out.st[i], 10)) {
+			snprintf(why, len, "x87 st%d", i);
+			return false;
+		}
+	}
+	for (uint64_t off = 0; off < DIFF_DATA_SIZE; off += 64) {
+		if (!memcmp(nat->data + off, soft->data + off, 64))
+			continue;
+		for (uint64_t b = off; b < off + 64; b++) {
+			if (nat->data[b] == soft->data[b])
+				continue;
+			if (b >= c->mem_undef_off && b < (uint64_t)c->mem_undef_off + c->mem_undef_len)
+				continue;
+			snprintf(why, len, "memory");
+			return false;
+		}
 	}
 	return true;
 }
@@ -165,6 +196,22 @@ void diff_report(const struct diff_case *c, const struct diff_result *nat,
 			memcpy(s, soft->out.xmm[i], 16);
 			printf("    xmm%-2d native %016" PRIx64 "%016" PRIx64 " soft %016" PRIx64
 			       "%016" PRIx64 "\n", i, n[1], n[0], s[1], s[0]);
+		}
+	if (nat->out.fcw != soft->out.fcw || nat->out.fsw != soft->out.fsw ||
+	    nat->out.ftw != soft->out.ftw)
+		printf("    x87 fcw/fsw/ftw native %04x/%04x/%02x soft %04x/%04x/%02x (fsw undef %04x)\n",
+		       nat->out.fcw, nat->out.fsw, nat->out.ftw, soft->out.fcw, soft->out.fsw,
+		       soft->out.ftw, c->fsw_undef);
+	for (int i = 0; i < 8; i++)
+		if (memcmp(nat->out.st[i], soft->out.st[i], 10)) {
+			uint16_t ne, se;
+			uint64_t nm, sm;
+			memcpy(&nm, nat->out.st[i], 8);
+			memcpy(&ne, nat->out.st[i] + 8, 2);
+			memcpy(&sm, soft->out.st[i], 8);
+			memcpy(&se, soft->out.st[i] + 8, 2);
+			printf("    st%d native %04x:%016" PRIx64 " soft %04x:%016" PRIx64 "\n", i, ne,
+			       nm, se, sm);
 		}
 	int shown = 0;
 	for (uint64_t off = 0; off < DIFF_DATA_SIZE && shown < 4; off += 8) {

@@ -39,6 +39,11 @@ struct diff_regs {
 	uint32_t pad;
 	uint64_t pad2;
 	uint8_t xmm[16][16]; /* 160 */
+	/* x87, output only (every case starts from FNINIT): FXSAVE-style
+	 * abridged tag byte and ST0-7 in stack order, 80 bits each */
+	uint16_t fcw, fsw;
+	uint8_t ftw;
+	uint8_t st[8][10];
 };
 
 /* How the data area is filled before a case (deterministic from seed). */
@@ -60,6 +65,8 @@ struct diff_case {
 	/* what the comparison ignores for this case (undefined by the SDM) */
 	uint64_t flags_undef;  /* RFLAGS bits */
 	uint16_t gpr_undef;    /* bit per GPR whose value is undefined */
+	uint16_t fsw_undef;    /* x87 status word bits (C0-C3) undefined */
+	uint16_t mem_undef_off, mem_undef_len; /* data bytes not compared */
 	int form;              /* index into the form table (gen.c) */
 };
 

@@ -56,6 +56,8 @@ enum {
 	S_PSHIFT = 1 << 23,  /* XMM shift count: often small */
 	S_MXCSR = 1 << 24,   /* LDMXCSR: the memory operand is an MXCSR image */
 	S_RDIDATA = 1 << 25, /* RDI points into the data area (MASKMOVDQU) */
+	S_X87 = 1 << 26,     /* RAX -> x87 operand block (see x87_operands) */
+	S_FXSAVE = 1 << 27,  /* FXSAVE image at [rax+0x100]: FOP/FIP/FDP vary */
 };
 
 #define SZ8 1
@@ -72,6 +74,7 @@ struct tmpl {
 	const char *shapes;   /* encoder shapes, or the raw bytes in hex */
 	uint8_t sizes;
 	uint32_t spec;
+	uint16_t fswu;        /* x87 status bits left undefined (raw x87 templates) */
 };
 
 enum { IMM_NONE, IMM_SMALL, IMM_LARGE, IMM_HUGE, IMM_COUNT, IMM_BIT, IMM_ANY8, IMM_PRED };
@@ -97,7 +100,7 @@ static void add(const char *group, ZydisMnemonic mn, const char *shapes, uint8_t
 	if (!group)
 		group = ZydisMnemonicGetString(mn);
 	if (ntmpl < MAX_TMPL)
-		tmpls[ntmpl++] = (struct tmpl){ group, mn, shapes, sizes, spec };
+		tmpls[ntmpl++] = (struct tmpl){ group, mn, shapes, sizes, spec, 0 };
 }
 
 static void add_raw(const char *group, uint32_t spec, const char *fmt, ...)
@@ -110,7 +113,7 @@ static void add_raw(const char *group, uint32_t spec, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(rawbuf[ntmpl], sizeof(rawbuf[ntmpl]), fmt, ap);
 	va_end(ap);
-	tmpls[ntmpl] = (struct tmpl){ group, ZYDIS_MNEMONIC_INVALID, rawbuf[ntmpl], 0, spec };
+	tmpls[ntmpl] = (struct tmpl){ group, ZYDIS_MNEMONIC_INVALID, rawbuf[ntmpl], 0, spec, 0 };
 	ntmpl++;
 }
 
@@ -126,6 +129,7 @@ static const ZydisMnemonic set_mn[16] = { ZYDIS_MNEMONIC_SETO, ZYDIS_MNEMONIC_SE
 	ZYDIS_MNEMONIC_SETLE, ZYDIS_MNEMONIC_SETNLE };
 
 static void build_sse_templates(void);
+static void build_x87_templates(void);
 
 static void build_templates(void)
 {
@@ -263,6 +267,7 @@ static void build_templates(void)
 						str[i].op + (sz ? 1 : 0));
 				}
 	build_sse_templates();
+	build_x87_templates();
 }
 
 
@@ -616,6 +621,157 @@ static int64_t pick_imm(struct gen_ctx *g, int cls, int size)
 	return 0;
 }
 
+
+/* x87: short sequences on an operand block at RAX (x87_operands()):
+ *   +0 m64 A  +8 m64 B  +16 m32 float  +20 m32 int  +24 m16 int
+ *   +32 m80  +48 m64 int  +56 control word  +64 store target
+ *   +0x100 FXSAVE image.
+ * Every case starts from FNINIT. The fsw mask is the last instruction's
+ * undefined condition codes: SDM "FPU Flags Affected", e.g. FADD: "C1 Set to
+ * 0 if stack underflow occurred; set if result was rounded up. C0, C2, C3
+ * Undefined."; FFREE/FNCLEX/FLDCW/FNSTCW: "C0, C1, C2, C3 undefined";
+ * compares, FXAM, FTST, FPREM define them. Not generated: transcendentals
+ * (FSIN FCOS FSINCOS FPTAN FPATAN F2XM1 FYL2X FYL2XP1: results are only
+ * bounded by the manuals, not bit-exact across implementations), FBLD
+ * (undefined for invalid BCD digits), FNSAVE/FRSTOR/FLDENV/FNSTENV. */
+#define C023 0x4500
+#define CALL4 0x4700
+static const struct { const char *g, *hex; uint16_t fswu; uint32_t spec; } x87_tmpl[] = {
+	{ "x87-load", "dd 00", C023, 0 }, { "x87-load", "d9 40 10", C023, 0 },
+	{ "x87-load", "db 68 20", C023, 0 }, { "x87-load", "df 68 30", C023, 0 },
+	{ "x87-load", "db 40 14", C023, 0 }, { "x87-load", "df 40 18", C023, 0 },
+	{ "x87-load", "d9 e8", C023, 0 }, { "x87-load", "d9 ee", C023, 0 },
+	{ "x87-load", "d9 eb", C023, 0 }, { "x87-load", "d9 e9", C023, 0 },
+	{ "x87-load", "d9 ea", C023, 0 }, { "x87-load", "d9 ec", C023, 0 },
+	{ "x87-load", "d9 ed", C023, 0 }, { "x87-load", "d9 68 38 d9 eb", C023, 0 },
+	{ "x87-load", "d9 68 38 d9 ea", C023, 0 },
+	{ "x87-load", "d9 e8 d9 e8 d9 e8 d9 e8 d9 e8 d9 e8 d9 e8 d9 e8 d9 e8", C023, 0 },
+	{ "x87-arith", "de c1", C023, 0 }, /* stack underflow */
+	{ "x87-arith", "dd 00 dd 40 08 de c1", C023, 0 },
+	{ "x87-arith", "dd 00 dd 40 08 de e9", C023, 0 },
+	{ "x87-arith", "dd 00 dd 40 08 de e1", C023, 0 },
+	{ "x87-arith", "dd 00 dd 40 08 de c9", C023, 0 },
+	{ "x87-arith", "dd 00 dd 40 08 de f9", C023, 0 },
+	{ "x87-arith", "dd 00 dd 40 08 de f1", C023, 0 },
+	{ "x87-arith", "dd 00 dd 40 08 d8 c1", C023, 0 },
+	{ "x87-arith", "dd 00 dd 40 08 dc c1", C023, 0 },
+	{ "x87-arith", "dd 00 dd 40 08 d8 e1", C023, 0 },
+	{ "x87-arith", "dd 00 dd 40 08 dc e1", C023, 0 },
+	{ "x87-arith", "dd 00 dd 40 08 dc e9", C023, 0 },
+	{ "x87-arith", "dd 00 dd 40 08 d8 f1", C023, 0 },
+	{ "x87-arith", "dd 00 dd 40 08 dc f9", C023, 0 },
+	{ "x87-arith", "dd 00 dc 40 08", C023, 0 }, { "x87-arith", "dd 00 dc 48 08", C023, 0 },
+	{ "x87-arith", "dd 00 dc 60 08", C023, 0 }, { "x87-arith", "dd 00 dc 68 08", C023, 0 },
+	{ "x87-arith", "dd 00 dc 70 08", C023, 0 }, { "x87-arith", "dd 00 dc 78 08", C023, 0 },
+	{ "x87-arith", "dd 00 d8 40 10", C023, 0 }, { "x87-arith", "dd 00 d8 70 10", C023, 0 },
+	{ "x87-arith", "dd 00 da 40 14", C023, 0 }, { "x87-arith", "dd 00 de 48 18", C023, 0 },
+	{ "x87-arith", "dd 00 da 70 14", C023, 0 }, { "x87-arith", "dd 00 de 78 18", C023, 0 },
+	{ "x87-arith", "dd 00 d9 e0", C023, 0 }, { "x87-arith", "dd 00 d9 e1", C023, 0 },
+	{ "x87-arith", "dd 00 d9 fa", C023, 0 }, { "x87-arith", "dd 00 d9 fc", C023, 0 },
+	{ "x87-arith", "dd 00 d9 f4", C023, 0 }, { "x87-arith", "db 68 20 d9 fa", C023, 0 },
+	{ "x87-arith", "db 68 20 d9 fc", C023, 0 },
+	{ "x87-arith", "db 68 20 dd 00 de c9", C023, 0 },
+	{ "x87-arith", "db 68 20 dd 00 de f9", C023, 0 },
+	{ "x87-arith", "dd 00 dd 40 08 d9 fd", C023, 0 },
+	{ "x87-arith", "dd 00 dd 40 08 d9 f8", 0, 0 },
+	{ "x87-arith", "dd 00 dd 40 08 d9 f5", 0, 0 },
+	{ "x87-arith", "d9 68 38 dd 00 dd 40 08 de f9", C023, 0 },
+	{ "x87-arith", "d9 68 38 dd 00 dd 40 08 de c1", C023, 0 },
+	{ "x87-arith", "d9 68 38 dd 00 dd 40 08 de c9", C023, 0 },
+	{ "x87-arith", "d9 68 38 db 68 20 d9 fc", C023, 0 },
+	{ "x87-arith", "d9 68 38 db 68 20 d9 fa", C023, 0 },
+	{ "x87-store", "dd 00 d9 58 40", C023, 0 }, { "x87-store", "dd 00 dd 58 40", C023, 0 },
+	{ "x87-store", "dd 00 db 78 40", C023, 0 }, { "x87-store", "db 68 20 dd 58 40", C023, 0 },
+	{ "x87-store", "db 68 20 d9 58 40", C023, 0 }, { "x87-store", "dd 00 df 78 40", C023, 0 },
+	{ "x87-store", "dd 00 db 58 40", C023, 0 }, { "x87-store", "dd 00 df 58 40", C023, 0 },
+	{ "x87-store", "dd 00 dd 48 40", C023, 0 }, { "x87-store", "dd 00 db 48 40", C023, 0 },
+	{ "x87-store", "dd 00 df 48 40", C023, 0 }, { "x87-store", "dd 00 dd 50 40", C023, 0 },
+	{ "x87-store", "db 68 20 db 78 40", C023, 0 },
+	{ "x87-store", "d9 68 38 dd 00 df 78 40", C023, 0 },
+	{ "x87-store", "d9 68 38 db 68 20 db 58 40", C023, 0 },
+	{ "x87-store", "d9 68 38 db 68 20 dd 58 40", C023, 0 },
+	{ "x87-store", "dd 00 df 70 40", C023, 0 },
+	{ "x87-cmp", "dd 00 dd 40 08 de d9", 0, 0 }, { "x87-cmp", "dd 00 dd 40 08 da e9", 0, 0 },
+	{ "x87-cmp", "dd 00 dd 40 08 d8 d1", 0, 0 }, { "x87-cmp", "dd 00 dd 40 08 d8 d9", 0, 0 },
+	{ "x87-cmp", "dd 00 dd 40 08 dd e1", 0, 0 }, { "x87-cmp", "dd 00 dd 40 08 dd e9", 0, 0 },
+	{ "x87-cmp", "dd 00 dc 50 08", 0, 0 }, { "x87-cmp", "dd 00 d8 58 10", 0, 0 },
+	{ "x87-cmp", "dd 00 da 50 14", 0, 0 }, { "x87-cmp", "dd 00 d9 e4", 0, 0 },
+	{ "x87-cmp", "dd 00 d9 e5", 0, 0 }, { "x87-cmp", "d9 e5", 0, 0 },
+	{ "x87-cmp", "db 68 20 d9 e5", 0, 0 }, { "x87-cmp", "db 68 20 d9 e4", 0, 0 },
+	{ "x87-cmp", "dd 00 dd 40 08 db f1", C023, 0 }, { "x87-cmp", "dd 00 dd 40 08 df f1", C023, 0 },
+	{ "x87-cmp", "dd 00 dd 40 08 db e9", C023, 0 }, { "x87-cmp", "dd 00 dd 40 08 df e9", C023, 0 },
+	{ "x87-cmp", "dd 00 dd 40 08 de d9 df e0", 0, 0 },
+	{ "x87-cmp", "dd 00 dd 40 08 de d9 9b df e0", 0, 0 },
+	{ "x87-cmp", "dd 00 dd 40 08 de d9 dd 78 40", 0, 0 },
+	{ "x87-misc", "dd 00 dd 40 08 d9 c9", C023, 0 }, { "x87-misc", "dd 00 dd c0", CALL4, 0 },
+	{ "x87-misc", "dd 00 d9 f7", C023, 0 }, { "x87-misc", "dd 00 d9 f6", C023, 0 },
+	{ "x87-misc", "dd 00 db e3", 0, 0 }, { "x87-misc", "dd 00 dd 40 08 de f9 db e2", CALL4, 0 },
+	{ "x87-misc", "dd 00 d9 d0", CALL4, 0 },
+	{ "x87-misc", "dd 00 dd 40 08 da c1", C023, 0 }, { "x87-misc", "dd 00 dd 40 08 da c9", C023, 0 },
+	{ "x87-misc", "dd 00 dd 40 08 da d1", C023, 0 }, { "x87-misc", "dd 00 dd 40 08 da d9", C023, 0 },
+	{ "x87-misc", "dd 00 dd 40 08 db c1", C023, 0 }, { "x87-misc", "dd 00 dd 40 08 db c9", C023, 0 },
+	{ "x87-misc", "dd 00 dd 40 08 db d1", C023, 0 }, { "x87-misc", "dd 00 dd 40 08 db d9", C023, 0 },
+	{ "x87-ctrl", "d9 78 40", CALL4, 0 }, { "x87-ctrl", "d9 68 38", CALL4, 0 },
+	{ "x87-ctrl", "d9 68 38 d9 78 40", CALL4, 0 },
+	{ "fxsave", "dd 00 dd 40 08 0f ae 80 00 01 00 00", C023, S_FXSAVE },
+	{ "fxsave", "dd 00 dd 40 08 48 0f ae 80 00 01 00 00", C023, S_FXSAVE },
+	{ "fxrstor", "dd 00 dd 40 08 0f ae 80 00 01 00 00 db e3 0f ae 88 00 01 00 00", C023, S_FXSAVE },
+	{ "fxrstor", "dd 00 0f ae 80 00 01 00 00 db e3 48 0f ae 88 00 01 00 00", C023, S_FXSAVE },
+};
+
+/* An 80-bit extended value: edge cases or random numbers near 1. */
+static void pick_f80(uint64_t *s, uint8_t out[10])
+{
+	uint64_t r = diff_rand(s), m = diff_rand(s) | (1ULL << 63);
+	uint16_t e;
+	switch (r & 7) {
+	case 0: e = 0; m = 0; break;                          /* zero */
+	case 1: e = 0x7fff; m = 1ULL << 63; break;            /* infinity */
+	case 2: e = 0x7fff; m |= 1ULL << 62; break;           /* QNaN */
+	case 3: e = 0; m &= ~(1ULL << 63); break;             /* denormal */
+	case 4: e = (uint16_t)(1 + (r >> 8) % 0x7ffe); m &= ~(1ULL << 63); break; /* unnormal */
+	default: e = (uint16_t)(16383 - 70 + (r >> 8) % 140); break;
+	}
+	if ((r >> 20) & 1)
+		e |= 0x8000;
+	memcpy(out, &m, 8);
+	memcpy(out + 8, &e, 2);
+}
+
+static void x87_operands(struct gen_ctx *g)
+{
+	struct diff_case *c = g->c;
+	uint8_t b[16];
+	uint64_t base = 0x1000 + (diff_rand(g->rng) & 0x7c0);
+	c->in.gpr[RAX] = DIFF_DATA_BASE + base;
+	pick_lanes(g->rng, S_PD, b);                 /* A, B */
+	patch(g, base, b, 16);
+	pick_lanes(g->rng, S_PS, b);                 /* float, int32, int16 */
+	uint64_t iv = pick_val(g->rng, 32), hv = pick_val(g->rng, 16);
+	memcpy(b + 4, &iv, 4);
+	memcpy(b + 8, &hv, 2);
+	patch(g, base + 16, b, 16);
+	pick_f80(g->rng, b);                         /* m80 */
+	patch(g, base + 32, b, 10);
+	uint64_t q = pick_val(g->rng, 64), r = diff_rand(g->rng);
+	uint16_t cw = 0x037f;                        /* RC, PC, sometimes unmasked */
+	if (r & 1)
+		cw = (uint16_t)((cw & ~0xf00) | (((r >> 1) & 0xf) << 8));
+	if (((r >> 5) & 7) == 0)
+		cw &= (uint16_t)~((r >> 8) & 0x3f);
+	memcpy(b, &q, 8);
+	memcpy(b + 8, &cw, 2);
+	patch(g, base + 48, b, 10);
+}
+
+static void build_x87_templates(void)
+{
+	for (size_t i = 0; i < sizeof(x87_tmpl) / sizeof(x87_tmpl[0]); i++) {
+		add_raw(x87_tmpl[i].g, S_X87 | x87_tmpl[i].spec, "%s", x87_tmpl[i].hex);
+		tmpls[ntmpl - 1].fswu = x87_tmpl[i].fswu;
+	}
+}
+
 static void spec_fixups_raw(struct gen_ctx *g, uint32_t spec);
 
 /* Decode the bytes for the mnemonic and operand size. */
@@ -719,6 +875,7 @@ static int gen_raw(struct gen_ctx *g, const struct tmpl *t)
 	}
 	c->code_len = (uint8_t)n;
 	spec_fixups_raw(g, t->spec);
+	c->fsw_undef = t->fswu;
 	return 0;
 }
 
@@ -726,6 +883,13 @@ static void spec_fixups_raw(struct gen_ctx *g, uint32_t spec)
 {
 	struct diff_case *c = g->c;
 	uint64_t r = diff_rand(g->rng);
+	if (spec & S_X87)
+		x87_operands(g);
+	if (spec & S_FXSAVE) {
+		/* FOP, FIP, FDP: AMD saves them only with an exception pending */
+		c->mem_undef_off = (uint16_t)(c->in.gpr[RAX] - DIFF_DATA_BASE + 0x100 + 6);
+		c->mem_undef_len = 18;
+	}
 	if (spec & S_RAXCODE)
 		c->in.gpr[RAX] = DIFF_CODE_BASE + 0x20;
 	if (spec & S_RAXDATA) {
@@ -1100,6 +1264,16 @@ void gen_form_key(const struct diff_case *c, char *key, size_t len)
 	if (!decode(c, &in, ops)) {
 		snprintf(key, len, "invalid %02x %02x %02x", c->code[0], c->code[1], c->code[2]);
 		return;
+	}
+	/* a sequence (x87 set-up, then the instruction under test): the
+	 * form is that of its last instruction */
+	for (int off = in.length; off < c->code_len;) {
+		struct diff_case tail;
+		tail.code_len = (uint8_t)(c->code_len - off);
+		memcpy(tail.code, c->code + off, tail.code_len);
+		if (!decode(&tail, &in, ops))
+			break;
+		off += in.length;
 	}
 	bool modrm_reg_used = false, opcode_reg = false;
 	for (int i = 0; i < in.operand_count_visible; i++) {

@@ -3,6 +3,9 @@
  *   diff-test [--quick|--long] [--seed N] [--filter MNEMONIC] [--cases N]
  *             [--show N] [--native-selftest] [--list]
  *
+ * --filter takes mnemonic groups as printed in the table, comma-separated;
+ * a trailing '*' matches a prefix (--filter 'x87*,fxsave').
+ *
  * Prints per mnemonic group the forms and cases run and the mismatches (each
  * with a precise diff), then "N passed, M failed" (cases) and the number of
  * instruction forms covered. Exit status 1 on any mismatch. */
@@ -46,6 +49,25 @@ static bool formset_add(const char *key)
 }
 
 static int native_selftest(void);
+
+/* --filter: comma-separated mnemonic groups; "x87*" matches a prefix */
+static bool filter_match(const char *filter, const char *group)
+{
+	const char *p = filter;
+	while (*p) {
+		size_t n = strcspn(p, ",");
+		if (n > 0 && p[n - 1] == '*') {
+			if (!strncmp(p, group, n - 1))
+				return true;
+		} else if (strlen(group) == n && !strncmp(p, group, n)) {
+			return true;
+		}
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	return false;
+}
 
 static void usage(void)
 {
@@ -131,7 +153,7 @@ int main(int argc, char **argv)
 	for (;;) {
 		nb = 0;
 		while (nb < BATCH && v < nv) {
-			if ((filter && strcmp(filter, gen_variant_group(v))) || n >= per_variant) {
+			if ((filter && !filter_match(filter, gen_variant_group(v))) || n >= per_variant) {
 				v++;
 				n = 0;
 				continue;

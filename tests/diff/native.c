@@ -107,9 +107,16 @@ static void handler(int sig, siginfo_t *si, void *ucv)
 	if (uc->uc_mcontext.fpregs) {
 		r->out.mxcsr = uc->uc_mcontext.fpregs->mxcsr;
 		memcpy(r->out.xmm, uc->uc_mcontext.fpregs->_xmm, sizeof(r->out.xmm));
+		r->out.fcw = uc->uc_mcontext.fpregs->cwd;
+		r->out.fsw = uc->uc_mcontext.fpregs->swd;
+		r->out.ftw = (uint8_t)uc->uc_mcontext.fpregs->ftw;
+		for (int i = 0; i < 8; i++)
+			memcpy(r->out.st[i], &uc->uc_mcontext.fpregs->_st[i], 10);
 		/* host FP control state back for the harness */
 		uc->uc_mcontext.fpregs->mxcsr = 0x1f80;
 		uc->uc_mcontext.fpregs->cwd = 0x37f;
+		uc->uc_mcontext.fpregs->swd = 0;
+		uc->uc_mcontext.fpregs->ftw = 0;
 	}
 	if (sig == SIGALRM) {
 		r->stop = STOP_TIMEOUT;

@@ -143,6 +143,11 @@ void soft_run_case(struct soft_env *e, const struct diff_case *c, struct diff_re
 	r->out.rflags = st.rflags;
 	r->out.mxcsr = st.fx.mxcsr;
 	memcpy(r->out.xmm, st.fx.xmm, sizeof(r->out.xmm));
+	r->out.fcw = st.fx.fcw;
+	r->out.fsw = st.fx.fsw;
+	r->out.ftw = st.fx.ftw;
+	for (int i = 0; i < 8; i++)
+		memcpy(r->out.st[i], st.fx.st[i], 10);
 	memcpy(r->data, data, DIFF_DATA_SIZE);
 	if (rc < 0) {
 		r->stop = STOP_CRASH;
