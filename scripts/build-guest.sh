@@ -1,0 +1,140 @@
+#!/bin/sh
+# Build kite's default guest from Debian packages: the stock kernel
+# (linux-image-amd64's dependency), the modules the guest needs with their
+# dependencies resolved from modules.dep, and busybox-static, packed into an
+# initramfs. Everything lands in the cache folder ($KITE_CACHE, default
+# .cache/ in the repository), never in git. Prints the kernel and initramfs
+# paths on its last two lines. Safe to run again: cached parts are reused.
+set -eu
+top=$(cd "$(dirname "$0")/.." && pwd)
+cache=${KITE_CACHE:-$top/.cache}
+out=$cache/guest
+mkdir -p "$out/debs"
+
+# Modules the default guest loads at boot (virtio over PCI, ext4 for disks).
+MODULES="virtio_pci virtio_blk virtio_net virtio_console virtio_rng ext4"
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "build-guest: '$1' missing: run scripts/install-deps.sh" >&2; exit 1; }; }
+need apt-get; need dpkg-deb; need depmod; need cpio; need gzip
+
+download() { # package -> path of its .deb in the cache
+	pkg=$1
+	deb=$(ls "$out/debs/${pkg}_"*.deb 2>/dev/null | head -n1 || true)
+	if [ -z "$deb" ]; then
+		(cd "$out/debs" && apt-get download "$pkg" >/dev/null 2>&1) ||
+		{ apt-get update -qq >/dev/null 2>&1 && (cd "$out/debs" && apt-get download "$pkg" >/dev/null); } ||
+		{ echo "build-guest: cannot download Debian package '$pkg'" >&2; exit 1; }
+		deb=$(ls "$out/debs/${pkg}_"*.deb | head -n1)
+	fi
+	echo "$deb"
+}
+
+kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)/\1/p' | head -n1)
+if [ -z "$kpkg" ]; then
+	apt-get update -qq >/dev/null 2>&1 || true
+	kpkg=$(apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)/\1/p' | head -n1)
+fi
+[ -n "$kpkg" ] || { echo "build-guest: cannot resolve linux-image-amd64" >&2; exit 1; }
+kdeb=$(download "$kpkg")
+bdeb=$(download busybox-static)
+
+kroot=$out/kernel-root
+stamp=$kroot/.from
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$(basename "$kdeb")" ]; then
+	rm -rf "$kroot"
+	mkdir -p "$kroot"
+	dpkg-deb -x "$kdeb" "$kroot"
+	basename "$kdeb" > "$stamp"
+fi
+kver=$(ls "$kroot/lib/modules" | head -n1)
+[ -f "$kroot/lib/modules/$kver/modules.dep" ] || depmod -b "$kroot" "$kver"
+cp "$kroot/boot/vmlinuz-$kver" "$out/vmlinuz"
+
+# Modules in load order: each module's dependencies (deepest first) before it.
+moddir=$kroot/lib/modules/$kver
+order=$out/modules.order
+: > "$order"
+# modules.dep lists every module's full dependency set; print deps (in the
+# file's order, which lists deeper dependencies last) reversed, then the module.
+awk -v want="$MODULES" '
+	function norm(p,  f) { f = p; sub(".*/", "", f); sub("\\.ko.*$", "", f); gsub("-", "_", f); return f }
+	{ line[norm($1)] = $0 }
+	function emit(p) { if (!(p in seen)) { seen[p] = 1; print p } }
+	END {
+		n = split(want, w, " ")
+		for (i = 1; i <= n; i++) {
+			name = w[i]; gsub("-", "_", name)
+			if (!(name in line)) { print "build-guest: module " name " not found (built in?)" > "/dev/stderr"; continue }
+			split(line[name], parts, ":")
+			path = parts[1]
+			m = split(parts[2], deps, " ")
+			for (j = m; j >= 1; j--) emit(deps[j])
+			emit(path)
+		}
+	}' "$moddir/modules.dep" > "$order"
+
+# The initramfs tree.
+root=$out/initramfs-root
+rm -rf "$root"
+mkdir -p "$root/bin" "$root/sbin" "$root/proc" "$root/sys" "$root/dev" "$root/tmp" \
+	"$root/etc" "$root/root" "$root/mnt" "$root/lib/modules/$kver" "$root/usr/bin" "$root/usr/sbin"
+bbtmp=$out/busybox-root
+rm -rf "$bbtmp"; mkdir -p "$bbtmp"
+dpkg-deb -x "$bdeb" "$bbtmp"
+cp "$bbtmp/bin/busybox" "$root/bin/busybox"
+rm -rf "$bbtmp"
+for applet in $("$root/bin/busybox" --list); do
+	[ "$applet" = busybox ] || ln -sf /bin/busybox "$root/bin/$applet"
+done
+while read -r rel; do
+	mkdir -p "$root/lib/modules/$kver/$(dirname "$rel")"
+	cp "$moddir/$rel" "$root/lib/modules/$kver/$rel"
+done < "$order"
+sed "s|^|/lib/modules/$kver/|" "$order" > "$root/etc/modules.load"
+
+# busybox init runs /etc/init.d/rcS, then a shell on the console; `poweroff`
+# and `reboot` signal it, and it syncs and stops everything before the
+# kernel powers off.
+ln -sf bin/busybox "$root/init"
+ln -sf ../bin/busybox "$root/sbin/init"
+mkdir -p "$root/etc/init.d"
+cat > "$root/etc/inittab" <<'INITTAB'
+::sysinit:/etc/init.d/rcS
+::respawn:-/bin/cttyhack /bin/sh -l
+::ctrlaltdel:/bin/poweroff
+::shutdown:/bin/sync
+INITTAB
+cat > "$root/etc/init.d/rcS" <<'RCS'
+#!/bin/sh
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /tmp
+while read -r m; do
+	insmod "$m" 2>/dev/null
+done < /etc/modules.load
+hostname kite-guest
+echo "kite-guest: init reached ($(uname -r), $(grep -c ^processor /proc/cpuinfo) cpu)"
+# kite.run=CMD on the kernel command line runs CMD, then powers off, instead
+# of giving the console a shell. CMD is form-encoded: '+' for a space, %2B
+# for '+', %25 for '%'.
+run=$(sed -n 's/.*kite\.run=\([^ ]*\).*/\1/p' /proc/cmdline | sed 's/+/ /g; s/%2B/+/g; s/%25/%/g')
+if [ -n "$run" ]; then
+	sh -c "$run"
+	echo "kite-guest: powering off"
+	sync
+	poweroff -f
+fi
+RCS
+chmod +x "$root/etc/init.d/rcS"
+cat > "$root/etc/profile" <<'PROFILE'
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+export PS1='kite# '
+PROFILE
+
+(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -9) > "$out/initramfs.cpio.gz.tmp"
+mv "$out/initramfs.cpio.gz.tmp" "$out/initramfs.cpio.gz"
+echo "$out/vmlinuz"
+echo "$out/initramfs.cpio.gz"
