@@ -93,13 +93,14 @@ void diff_fill_data(const struct diff_case *c, uint8_t *data);
 
 /* ---- native.c ---- */
 /* Run cases[0..n) natively, filling res[0..n). 0 or a negative errno. */
-int native_run(const struct diff_case *cases, struct diff_result *res, int n);
+int diff_native_run(const struct diff_case *cases, struct diff_result *res, int n);
 
 /* ---- soft_side.c ---- */
-struct soft_env;
-struct soft_env *soft_env_new(void);
-void soft_env_free(struct soft_env *e);
-void soft_run_case(struct soft_env *e, const struct diff_case *c, struct diff_result *r);
+struct diff_soft_env;
+struct diff_soft_env *diff_soft_env_new(void);
+void diff_soft_env_free(struct diff_soft_env *e);
+void diff_soft_run(struct diff_soft_env *e, const struct diff_case *c, struct diff_result *r);
+int diff_soft_cpuid(struct diff_soft_env *e, uint32_t leaf, uint32_t sub, uint32_t out[4]);
 
 /* ---- flags.c: RFLAGS bits the SDM leaves undefined ---- */
 /* mnemonic is a ZydisMnemonic; opsize in bits; count is the masked count

@@ -184,7 +184,7 @@ struct shared_batch {
 	volatile int done; /* cases finished by the child */
 };
 
-int native_run(const struct diff_case *cases, struct diff_result *res, int n)
+int diff_native_run(const struct diff_case *cases, struct diff_result *res, int n)
 {
 	size_t shsize = sizeof(struct shared_batch) + 64 + (size_t)n * sizeof(struct diff_result);
 	uint8_t *sh = mmap(NULL, shsize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);

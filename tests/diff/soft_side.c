@@ -23,30 +23,38 @@
 #define PD_GPA    0x3000ULL
 #define PT_CODE   0x4000ULL
 #define PT_DATA   0x5000ULL
+#define TSS_GPA   0x6000ULL  /* supervisor-only, identity-mapped */
+#define PT_LOW    0x7000ULL
 
 #define SOFT_MEM_SIZE (1ULL << 30)
 #define SOFT_MAX_INSNS 100000
 
-struct soft_env {
+struct diff_soft_env {
 	struct guest_memory mem;
 };
 
-static void put64(struct soft_env *e, uint64_t gpa, uint64_t v)
+static void put64(struct diff_soft_env *e, uint64_t gpa, uint64_t v)
 {
 	gm_write(&e->mem, gpa, &v, 8);
 }
 
 /* Rebuilt before every case: clears A/D bits a previous case set. */
-static void build_page_tables(struct soft_env *e)
+static void build_page_tables(struct diff_soft_env *e)
 {
 	uint8_t zero[4096] = { 0 };
-	for (uint64_t p = PML4_GPA; p <= PT_DATA; p += 0x1000)
+	for (uint64_t p = PML4_GPA; p <= PT_LOW; p += 0x1000)
 		gm_write(&e->mem, p, zero, sizeof(zero));
 	const uint64_t up = PT_P | PT_RW | PT_US;
 	put64(e, PML4_GPA, PDPT_GPA | up);
 	put64(e, PDPT_GPA, PD_GPA | up);
 	put64(e, PD_GPA + 8 * ((DIFF_CODE_BASE >> 21) & 511), PT_CODE | up);
 	put64(e, PD_GPA + 8 * ((DIFF_DATA_BASE >> 21) & 511), PT_DATA | up);
+	/* the 64-bit TSS, as Linux has one: supervisor page; its I/O map base
+	 * (offset 0x66) lies beyond the limit, so IN/OUT at CPL3 is #GP */
+	put64(e, PD_GPA, PT_LOW | up);
+	put64(e, PT_LOW + 8 * (TSS_GPA >> 12), TSS_GPA | PT_P | PT_RW | PT_NX);
+	uint16_t iomap = 0x68;
+	gm_write(&e->mem, TSS_GPA + 0x66, &iomap, 2);
 	for (uint64_t off = 0; off < DIFF_CODE_SIZE; off += 4096) {
 		uint64_t va = DIFF_CODE_BASE + off;
 		put64(e, PT_CODE + 8 * ((va >> 12) & 511), va | PT_P | PT_US);
@@ -57,9 +65,9 @@ static void build_page_tables(struct soft_env *e)
 	}
 }
 
-struct soft_env *soft_env_new(void)
+struct diff_soft_env *diff_soft_env_new(void)
 {
-	struct soft_env *e = calloc(1, sizeof(*e));
+	struct diff_soft_env *e = calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;
 	if (guest_memory_init(&e->mem, SOFT_MEM_SIZE) < 0) {
@@ -69,7 +77,7 @@ struct soft_env *soft_env_new(void)
 	return e;
 }
 
-void soft_env_free(struct soft_env *e)
+void diff_soft_env_free(struct diff_soft_env *e)
 {
 	if (!e)
 		return;
@@ -106,9 +114,11 @@ static void build_state(const struct diff_case *c, struct cpu_state *st)
 		memset(&st->seg[s], 0, sizeof(st->seg[s]));
 		st->seg[s].unusable = 1;
 	}
-	st->seg[SEG_TR].type = 0xb; /* busy 64-bit TSS, required to be present */
+	st->seg[SEG_TR].type = 0xb; /* busy 64-bit TSS */
 	st->seg[SEG_TR].present = 1;
 	st->seg[SEG_TR].unusable = 0;
+	st->seg[SEG_TR].selector = 0x40;
+	st->seg[SEG_TR].base = TSS_GPA;
 	st->seg[SEG_TR].limit = 0x67;
 	st->cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
 	st->cr3 = PML4_GPA;
@@ -122,7 +132,7 @@ static void build_state(const struct diff_case *c, struct cpu_state *st)
 	st->msr.pat = 0x0007040600070406ULL;
 }
 
-void soft_run_case(struct soft_env *e, const struct diff_case *c, struct diff_result *r)
+void diff_soft_run(struct diff_soft_env *e, const struct diff_case *c, struct diff_result *r)
 {
 	memset(r, 0, offsetof(struct diff_result, data));
 	build_page_tables(e);
@@ -170,6 +180,32 @@ void soft_run_case(struct soft_env *e, const struct diff_case *c, struct diff_re
 	default:
 		r->stop = STOP_IO;
 	}
+}
+
+/* CPUID as the soft CPU answers it (CPUID; INT3 at CPL3). 0 or -1. */
+int diff_soft_cpuid(struct diff_soft_env *e, uint32_t leaf, uint32_t sub, uint32_t out[4])
+{
+	static struct diff_case c;
+	static struct diff_result r;
+	memset(&c, 0, sizeof(c));
+	c.code[0] = 0x0f;
+	c.code[1] = 0xa2;
+	c.code_len = 2;
+	c.in.gpr[RAX] = leaf;
+	c.in.gpr[RCX] = sub;
+	c.in.gpr[RSP] = DIFF_STACK_TOP;
+	c.in.rip = DIFF_CODE_BASE;
+	c.in.rflags = 0x202;
+	c.in.mxcsr = 0x1f80;
+	c.fill = FILL_ZERO;
+	diff_soft_run(e, &c, &r);
+	if (r.stop != STOP_EXCEPTION || r.vector != 3)
+		return -1;
+	out[0] = (uint32_t)r.out.gpr[RAX];
+	out[1] = (uint32_t)r.out.gpr[RBX];
+	out[2] = (uint32_t)r.out.gpr[RCX];
+	out[3] = (uint32_t)r.out.gpr[RDX];
+	return 0;
 }
 
 #ifdef DIFF_SOFT_STUB
