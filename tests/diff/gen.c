@@ -228,6 +228,18 @@ static void build_templates(void)
 		 * #DB reaches user space with RIP at the instruction, where the
 		 * SDM has a trap (RIP after it) */
 		{ "int3", "cc", 0 }, { "int3", "cd 03", 0 },
+		{ "fence", "0f ae f0", 0 }, { "fence", "0f ae e8", 0 }, { "fence", "0f ae f8", 0 },
+		{ "prefetch", "0f 18 00", S_RAXDATA }, { "prefetch", "0f 18 08", S_RAXDATA },
+		{ "prefetch", "0f 0d 08", S_RAXDATA }, { "clflush", "0f ae 38", S_RAXDATA },
+		/* prefixes: ignored segment overrides, operand size, REX
+		 * placement, the 15-byte limit (#GP beyond it) */
+		{ "prefix", "2e 8b 00", S_RAXDATA }, { "prefix", "36 8b 00", S_RAXDATA },
+		{ "prefix", "3e 8b 00", S_RAXDATA }, { "prefix", "26 89 08", S_RAXDATA },
+		{ "prefix", "66 66 01 c8", 0 }, { "prefix", "48 66 01 c8", 0 },
+		{ "prefix", "66 48 01 c8", 0 }, { "prefix", "40 66 01 c8", 0 },
+		{ "prefix", "66 66 66 66 66 66 66 66 66 66 66 66 66 01 c8", 0 },
+		{ "prefix", "66 66 66 66 66 66 66 66 66 66 66 66 66 66 01 c8", 0 },
+		{ "prefix", "67 8b 00", S_RAXDATA }, { "prefix", "67 8d 04 08", 0 },
 		/* invalid in 64-bit mode or always: #UD */
 		{ "ud", "0f 0b", 0 }, { "ud", "0f ff c0", 0 }, { "ud", "0f b9 c0", 0 },
 		{ "ud", "06", 0 }, { "ud", "07", 0 }, { "ud", "0e", 0 }, { "ud", "16", 0 },
@@ -522,6 +534,13 @@ static void set_gpr_part(struct diff_case *c, int gpr, bool high, int bits, uint
 /* A data-area offset for a memory operand of `bytes` bytes. */
 static uint64_t pick_ea(struct gen_ctx *g, int bytes)
 {
+	uint64_t r = diff_rand(g->rng);
+	/* now and then straddle the end or the start of the data area: #PF
+	 * at the first unmapped byte */
+	if ((r & 63) == 0)
+		return DIFF_DATA_SIZE - 1 - ((r >> 8) % (uint64_t)(bytes > 1 ? bytes - 1 : 1));
+	if ((r & 63) == 1)
+		return (uint64_t)-(int64_t)(1 + (r >> 8) % (uint64_t)(bytes > 1 ? bytes - 1 : 1));
 	uint64_t off = 0x100 + diff_rand(g->rng) % 0x2c00;
 	if (diff_rand(g->rng) & 1)
 		off &= ~(uint64_t)(bytes > 1 ? bytes - 1 : 0);
@@ -893,6 +912,8 @@ static void spec_fixups_raw(struct gen_ctx *g, uint32_t spec)
 		c->mem_undef_off = (uint16_t)(c->in.gpr[RAX] - DIFF_DATA_BASE + 0x100 + 6);
 		c->mem_undef_len = 18;
 	}
+	if ((spec & S_STACK) && !(spec & S_POPF) && (r >> 60) == 0)
+		c->in.gpr[RSP] = DIFF_DATA_BASE + ((r >> 50) & 7); /* push faults */
 	if (spec & S_RAXCODE)
 		c->in.gpr[RAX] = DIFF_CODE_BASE + 0x20;
 	if (spec & S_RAXDATA) {
@@ -934,6 +955,9 @@ static void spec_fixups_raw(struct gen_ctx *g, uint32_t spec)
 		c->in.gpr[RCX] = cnt | (a32 ? hi : 0);
 		c->in.gpr[RSI] = DIFF_DATA_BASE + 0x800 + ((r >> 10) & 0x3ff) + (a32 ? hi : 0);
 		c->in.gpr[RDI] = DIFF_DATA_BASE + 0x2000 + ((r >> 20) & 0x3ff) + (a32 ? hi : 0);
+		if (((r >> 40) & 15) == 0) /* runs off the data area mid-way */
+			c->in.gpr[RDI] = (df ? DIFF_DATA_BASE + 8 : DIFF_DATA_BASE + DIFF_DATA_SIZE - 9) +
+					 (a32 ? hi : 0);
 		if ((r >> 30) & 1) {
 			/* low-entropy data so REPE/REPNE compares run for a while */
 			c->fill = FILL_SMALL;
@@ -974,7 +998,7 @@ int gen_case(int vi, uint64_t seed, uint64_t n, struct diff_case *c)
 	if (t->spec & S_COUNT)
 		excl |= 1u << RCX;
 	if (t->spec & S_CMPXCHG)
-		excl |= 0;
+		excl |= 1u << RAX; /* the fix-up below sets the accumulator */
 	if (t->spec & S_CC8B)
 		excl |= (1u << RAX) | (1u << RDX) | (1u << RBX) | (1u << RCX);
 	g.used |= excl;

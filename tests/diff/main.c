@@ -66,6 +66,7 @@ static const struct {
 	{ "cmpxchg16b", 1, 0, 2, 13, "CX16" },
 	{ "lzcnt", 0x80000001, 0, 2, 5, "ABM/LZCNT" },
 	{ "tzcnt", 7, 0, 1, 3, "BMI1/TZCNT" },
+	{ "clflush", 1, 0, 3, 19, "CLFSH" },
 	{ "lahf", 0x80000001, 0, 2, 0, "LAHF-SAHF in 64-bit mode" },
 	{ "sahf", 0x80000001, 0, 2, 0, "LAHF-SAHF in 64-bit mode" },
 };
