@@ -58,6 +58,7 @@ enum {
 	S_RDIDATA = 1 << 25, /* RDI points into the data area (MASKMOVDQU) */
 	S_X87 = 1 << 26,     /* RAX -> x87 operand block (see x87_operands) */
 	S_FXSAVE = 1 << 27,  /* FXSAVE image at [rax+0x100]: FOP/FIP/FDP vary */
+	S_SEQ = 1 << 28,     /* a random sequence of register-only instructions */
 };
 
 #define SZ8 1
@@ -283,6 +284,10 @@ static void build_templates(void)
 				}
 	build_sse_templates();
 	build_x87_templates();
+	/* sequences: flags produced by one instruction and consumed by the
+	 * next (lazy flags), 2-6 instructions each */
+	for (int i = 0; i < 50; i++)
+		add_raw("seq", S_SEQ, "90");
 }
 
 
@@ -795,6 +800,7 @@ static void build_x87_templates(void)
 }
 
 static void spec_fixups_raw(struct gen_ctx *g, uint32_t spec);
+static int gen_seq(struct diff_case *c, uint64_t *rng, int k);
 
 /* Decode the bytes for the mnemonic and operand size. */
 static bool decode(const struct diff_case *c, ZydisDecodedInstruction *in,
@@ -979,6 +985,8 @@ int gen_case(int vi, uint64_t seed, uint64_t n, struct diff_case *c)
 	memset(c, 0, sizeof(*c));
 	c->form = vi;
 	base_state(&g);
+	if (t->spec & S_SEQ)
+		return gen_seq(c, &rng, 2 + (vi % 5));
 	if (t->mn == ZYDIS_MNEMONIC_INVALID) {
 		gen_raw(&g, t);
 		finish_case(c);
@@ -1229,6 +1237,112 @@ int gen_case(int vi, uint64_t seed, uint64_t n, struct diff_case *c)
 	return 0;
 }
 
+
+/* ---- sequences ---- */
+
+static int seq_pool[MAX_VARIANTS];
+static int seq_npool;
+
+static bool seq_eligible(const struct variant *v)
+{
+	const struct tmpl *t = &tmpls[v->t];
+	static const char *const raw_ok[] = { "cbw", "cwde", "cdqe", "cwd", "cdq", "cqo",
+		"lahf", "sahf", "clc", "stc", "cmc", "cld", "std", "nop" };
+	if (t->mn == ZYDIS_MNEMONIC_INVALID) {
+		for (size_t i = 0; i < sizeof(raw_ok) / sizeof(raw_ok[0]); i++)
+			if (!strcmp(t->group, raw_ok[i]))
+				return true;
+		return false;
+	}
+	/* register-only, flags knowable statically (no CL counts, no BSF
+	 * zero-source destinations), no #DE, no stack, integer only */
+	if (strchr(v->shape, 'm') || strstr(v->shape, "cl") || v->lock)
+		return false;
+	/* CPUID-gated (main.c tests them only where both sides have them) */
+	if (!strcmp(t->group, "tzcnt") || !strcmp(t->group, "lzcnt") ||
+	    !strcmp(t->group, "popcnt"))
+		return false;
+	return !(t->spec & (S_DIV | S_BSF | S_STACK | S_SSE | S_CC8B | S_STRING | S_X87));
+}
+
+static void seq_pool_init(void)
+{
+	for (int v = 0; v < nvariants; v++)
+		if (seq_eligible(&variants[v]))
+			seq_pool[seq_npool++] = v;
+}
+
+static bool is_shift(ZydisMnemonic m)
+{
+	switch (m) {
+	case ZYDIS_MNEMONIC_SHL: case ZYDIS_MNEMONIC_SHR: case ZYDIS_MNEMONIC_SAR:
+	case ZYDIS_MNEMONIC_ROL: case ZYDIS_MNEMONIC_ROR: case ZYDIS_MNEMONIC_RCL:
+	case ZYDIS_MNEMONIC_RCR: case ZYDIS_MNEMONIC_SHLD: case ZYDIS_MNEMONIC_SHRD:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Concatenate k register-only instructions. Undefined flags are tracked
+ * through the sequence (Zydis' per-instruction flag access plus the SDM
+ * masks of flags.c); an instruction that would read an undefined flag is
+ * not used, and what is undefined at the end is masked. */
+static int gen_seq(struct diff_case *c, uint64_t *rng, int k)
+{
+	if (seq_npool == 0)
+		return -1;
+	uint64_t undef = 0;
+	int len = 0, got = 0;
+	struct diff_case t;
+	for (int tries = 0; got < k && tries < 8 * k; tries++) {
+		int v = seq_pool[diff_rand(rng) % (uint64_t)seq_npool];
+		if (gen_case(v, diff_rand(rng), 0, &t) < 0)
+			continue;
+		ZydisDecodedInstruction in;
+		ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+		if (!decode(&t, &in, ops) || !in.cpu_flags || len + t.code_len > DIFF_MAX_CODE)
+			continue;
+		if (in.cpu_flags->tested & undef)
+			continue;
+		if (got == 0) {
+			int form = c->form;
+			*c = t;           /* the first one's full input state */
+			c->form = form;
+		} else {
+			memcpy(c->code + len, t.code, t.code_len);
+		}
+		len += t.code_len;
+		got++;
+		uint64_t written = in.cpu_flags->modified | in.cpu_flags->set_0 | in.cpu_flags->set_1 |
+				   in.cpu_flags->undefined;
+		uint64_t u = t.flags_undef | in.cpu_flags->undefined;
+		if (is_shift(in.mnemonic) && t.flags_undef == 0 &&
+		    (in.mnemonic == ZYDIS_MNEMONIC_SHL || in.mnemonic == ZYDIS_MNEMONIC_SHR ||
+		     in.mnemonic == ZYDIS_MNEMONIC_SAR || in.mnemonic == ZYDIS_MNEMONIC_SHLD ||
+		     in.mnemonic == ZYDIS_MNEMONIC_SHRD || in.mnemonic == ZYDIS_MNEMONIC_RCL ||
+		     in.mnemonic == ZYDIS_MNEMONIC_RCR)) {
+			/* masked count 0 (or RCL/RCR 0/1 — conservative): flags
+			 * left alone when the count is 0 */
+			unsigned cnt = 0;
+			for (int i = 0; i < in.operand_count; i++)
+				if (ops[i].type == ZYDIS_OPERAND_TYPE_IMMEDIATE)
+					cnt = (unsigned)(ops[i].imm.value.u & (in.operand_width == 64 ? 63 : 31));
+			if (cnt == 0)
+				written = 0, u = 0;
+		}
+		undef = (undef & ~(written & ~u)) | u;
+	}
+	if (got < 2)
+		return -1;
+	c->code_len = (uint8_t)len;
+	c->flags_undef = undef;
+	c->gpr_undef = 0;
+	c->fsw_undef = 0;
+	memset(c->patch, 0, sizeof(c->patch));
+	return 0;
+}
+
 /* ---- variants ---- */
 
 int gen_init(void)
@@ -1242,6 +1356,7 @@ int gen_init(void)
 				variants[nvariants++] = (struct variant){ .t = t, .size = 0 };
 			continue;
 		}
+
 		char shapes[128];
 		snprintf(shapes, sizeof(shapes), "%s", tp->shapes);
 		char *save;
@@ -1274,6 +1389,7 @@ int gen_init(void)
 			}
 		}
 	}
+	seq_pool_init();
 	return 0;
 }
 
