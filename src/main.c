@@ -1,5 +1,6 @@
 /* kite command line: `kite run ...`, `kite version`, `kite --help`. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -260,8 +261,25 @@ out:
 	return status;
 }
 
+/* A descriptor among 0-2 that the caller closed would be reused by the next
+ * open (epoll, /dev/kvm) and the serial console would then read or write
+ * it: park /dev/null on each missing one first. */
+static void ensure_std_fds(void)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+			continue;
+		int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+		if (n >= 0 && n != fd) {
+			dup2(n, fd);
+			close(n);
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
+	ensure_std_fds();
 	if (argc < 2) {
 		fputs(usage_main, stderr);
 		return 1;

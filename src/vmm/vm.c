@@ -7,6 +7,18 @@
 
 #include "arch/x86/acpi.h"
 #include "arch/x86/boot.h"
+#include "arch/x86/layout.h"
+#include "backends/char/char.h"
+#include "devices/legacy/acpi_pm.h"
+#include "devices/legacy/cmos_rtc.h"
+#include "devices/legacy/debug_exit.h"
+#include "devices/legacy/i8042.h"
+#include "devices/legacy/post_port.h"
+#include "devices/legacy/reset_cf9.h"
+#include "devices/legacy/serial8250.h"
+#include "devices/legacy/test_device.h"
+#include "devices/pci/host_bridge.h"
+#include "util/event_loop.h"
 #include "util/log.h"
 #include "vmm/irq.h"
 
@@ -56,8 +68,31 @@ int vm_add_device(struct vm *vm, const struct device_ops *ops, void *dev)
 /* The devices every kite PC has, on both engines. */
 static int vm_create_devices(struct vm *vm)
 {
-	(void)vm;
-	return 0;
+	struct reset_cf9 *cf9;
+	struct char_backend *serial_be;
+	int ret = event_loop_create(&vm->loop);
+	if (ret) {
+		kite_err("cannot create the event loop: %s", strerror(-ret));
+		return ret;
+	}
+	if ((ret = post_port_create(vm, NULL)) || (ret = cmos_rtc_create(vm, NULL)) ||
+	    (ret = i8042_create(vm, NULL)) || (ret = acpi_pm_create(vm, NULL)) ||
+	    (ret = reset_cf9_create(vm, &cf9)) || (ret = pci_host_bridge_create(vm, cf9, NULL))) {
+		kite_err("cannot create the legacy devices: %s", strerror(-ret));
+		return ret;
+	}
+	ret = char_backend_create(vm->cfg, vm, vm->loop, &serial_be);
+	if (ret)
+		return ret; /* reported, with the path */
+	ret = serial8250_create(vm, PORT_COM1, IRQ_COM1, serial_be, NULL);
+	if (ret) {
+		kite_err("cannot create the serial port: %s", strerror(-ret));
+		return ret;
+	}
+	/* test-run devices: the debug-exit port and the register-echo device */
+	if (vm->cfg->debug_exit && !(ret = debug_exit_create(vm)))
+		ret = test_device_create(vm);
+	return ret;
 }
 
 int vm_create(struct vm *vm, const struct vm_config *cfg, const struct engine_ops *engine)
@@ -152,13 +187,17 @@ static void *vcpu_thread(void *arg)
 
 int vm_run(struct vm *vm)
 {
+	int ret = event_loop_start(vm->loop);
+	if (ret) {
+		kite_err("cannot start the event loop: %s", strerror(-ret));
+		return ret;
+	}
 	/* vCPU threads must not take the process-directed signals (SIGINT,
 	 * SIGTERM): main.c waits for them. Kicks use a signal the engine
 	 * unblocks on its own thread. */
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	int ret = 0;
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		ret = -pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]);
 		if (ret) {
@@ -185,12 +224,16 @@ void vm_join(struct vm *vm)
 void vm_destroy(struct vm *vm)
 {
 	vm_join(vm);
+	/* No backend callback may run while devices go away. */
+	event_loop_stop(vm->loop);
 	for (size_t i = vm->nr_devices; i-- > 0;)
 		if (vm->devices[i].ops->destroy)
 			vm->devices[i].ops->destroy(vm->devices[i].dev);
 	free(vm->devices);
 	vm->devices = NULL;
 	vm->nr_devices = 0;
+	event_loop_destroy(vm->loop);
+	vm->loop = NULL;
 	if (vm->vcpus) {
 		for (unsigned i = 0; i < vm->nr_vcpus; i++)
 			if (vm->vcpus[i].engine_data)

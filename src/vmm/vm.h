@@ -15,6 +15,9 @@
 #include "vmm/memory.h"
 #include "vmm/vcpu.h"
 
+struct event_loop;
+struct pci_bus;
+
 /* Why the VM stopped; decides kite's exit status (see main.c). */
 enum vm_stop_reason {
 	VM_RUNNING = 0,
@@ -46,6 +49,9 @@ struct vm {
 
 	struct device *devices;   /* every device model, in creation order */
 	size_t nr_devices;
+
+	struct event_loop *loop;  /* backends and timers; started by vm_run */
+	struct pci_bus *pci;      /* bus 0 behind the host bridge */
 };
 
 /* Lifecycle, all from the main thread. Each returns 0 or a negative errno

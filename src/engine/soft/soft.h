@@ -33,4 +33,17 @@ struct soft_run_result {
 int soft_run_standalone(struct guest_memory *mem, struct cpu_state *state,
 			uint64_t max_insns, struct soft_run_result *res);
 
+/* Interrupt-controller side of a soft vCPU (the LAPIC/PIC models drive
+ * these; any thread). An interrupt source is polled when the vCPU can take
+ * an interrupt: ack() returns the vector to deliver, or -1 for none. Without
+ * a source, soft_vcpu_raise_intr() queues one vector. Each wakes a halted
+ * vCPU. */
+struct vcpu;
+void soft_vcpu_set_intr_source(struct vcpu *vcpu, int (*ack)(void *opaque), void *opaque);
+void soft_vcpu_intr_pending(struct vcpu *vcpu);   /* the source has something */
+void soft_vcpu_raise_intr(struct vcpu *vcpu, uint8_t vector);
+void soft_vcpu_nmi(struct vcpu *vcpu);
+void soft_vcpu_init_signal(struct vcpu *vcpu);    /* INIT: reset, wait for SIPI */
+void soft_vcpu_sipi(struct vcpu *vcpu, uint8_t vector);
+
 #endif

@@ -1,0 +1,33 @@
+# Test guests: multiboot v1 ELF32 kernels built with the host gcc, included
+# by the top Makefile. Output: $(GUEST_BUILD)/<name>.elf.
+GUEST_BUILD  := build/guests
+GUEST_CFLAGS := -m32 -march=i686 -ffreestanding -fno-builtin -nostdlib -fno-pic -fno-pie \
+                -fno-stack-protector -fno-asynchronous-unwind-tables -mno-sse -mno-mmx \
+                -mno-80387 -O2 -g -Wall -Wextra -Werror -std=gnu11 -Iguests
+GUEST_LDFLAGS := -m32 -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-n -Wl,-z,noexecstack -Wl,--no-warn-rwx-segments \
+                 -T guests/lib/link.ld
+GUEST_NAMES  := hello echo longmode interrupts spin triple cpuid smp
+GUEST_ELFS   := $(GUEST_NAMES:%=$(GUEST_BUILD)/%.elf)
+GUEST_LIB    := $(GUEST_BUILD)/lib/start.o $(GUEST_BUILD)/lib/runtime.o
+
+guests: $(GUEST_ELFS)
+
+$(GUEST_BUILD)/%.o: guests/%.c guests/lib/runtime.h
+	@mkdir -p $(dir $@)
+	$(CC) $(GUEST_CFLAGS) -c -o $@ $<
+
+$(GUEST_BUILD)/%.o: guests/%.S
+	@mkdir -p $(dir $@)
+	$(CC) $(GUEST_CFLAGS) -c -o $@ $<
+
+$(GUEST_BUILD)/hello.elf: $(GUEST_BUILD)/hello.o $(GUEST_LIB) guests/lib/link.ld
+$(GUEST_BUILD)/echo.elf: $(GUEST_BUILD)/echo.o $(GUEST_LIB) guests/lib/link.ld
+$(GUEST_BUILD)/longmode.elf: $(GUEST_BUILD)/longmode.o $(GUEST_BUILD)/longmode_asm.o $(GUEST_LIB) guests/lib/link.ld
+$(GUEST_BUILD)/interrupts.elf: $(GUEST_BUILD)/interrupts.o $(GUEST_BUILD)/interrupts_asm.o $(GUEST_LIB) guests/lib/link.ld
+$(GUEST_BUILD)/spin.elf: $(GUEST_BUILD)/spin.o $(GUEST_LIB) guests/lib/link.ld
+$(GUEST_BUILD)/triple.elf: $(GUEST_BUILD)/triple.o $(GUEST_LIB) guests/lib/link.ld
+$(GUEST_BUILD)/cpuid.elf: $(GUEST_BUILD)/cpuid.o $(GUEST_LIB) guests/lib/link.ld
+$(GUEST_BUILD)/smp.elf: $(GUEST_BUILD)/smp.o $(GUEST_BUILD)/smp_asm.o $(GUEST_LIB) guests/lib/link.ld
+
+$(GUEST_ELFS):
+	$(CC) $(GUEST_LDFLAGS) -o $@ $(filter %.o,$^)
