@@ -287,8 +287,8 @@ int main(int argc, char **argv)
 		bad_groups += groups[g].failed > groups[g].soft_ud;
 	}
 	if (failed)
-		printf("\nof the failures, %" PRIu64 " are soft #UD where the host executes the "
-		       "instruction (not implemented, %d groups); %d groups have other mismatches\n",
+		printf("\nof the failures, %" PRIu64 " are soft #UD where the host raised no #UD "
+		       "(not implemented, %d groups); %d groups have other mismatches\n",
 		       ud_total, ud_groups, bad_groups);
 	double secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 	printf("\n%" PRIu64 " passed, %" PRIu64 " failed\n", passed, failed);
