@@ -293,6 +293,15 @@ int main(int argc, char **argv)
 	double secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 	printf("\n%" PRIu64 " passed, %" PRIu64 " failed\n", passed, failed);
 	printf("%d instruction forms covered, %.1f s, seed %" PRIu64 "\n", forms, secs, seed);
+	diff_soft_env_free(env);
+	free(skip);
+	free(soft);
+	free(nat);
+	free(cases);
+	free(vgroup);
+	free(groups);
+	for (int i = 0; i < FORMSET_SIZE; i++)
+		free(formset[i]);
 	return failed ? 1 : 0;
 }
 
@@ -360,6 +369,8 @@ static int native_selftest(void)
 	}
 	if (diff_native_run(c, r, n) < 0) {
 		printf("native runner failed\n");
+		free(c);
+		free(r);
 		return 1;
 	}
 	for (int i = 0; i < n; i++) {
@@ -390,6 +401,8 @@ static int native_selftest(void)
 	for (int v = 0; v < gen_variant_count(); v++)
 		gv += gen_case(v, 42, 0, &gc) == 0;
 	printf("generator: %d variants, %d generated a case\n", gen_variant_count(), gv);
+	free(c);
+	free(r);
 	printf("%d passed, %d failed\n", n - bad, bad);
 	return bad ? 1 : 0;
 }
