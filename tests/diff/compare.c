@@ -141,7 +141,7 @@ bool diff_compare(const struct diff_case *c, const struct diff_result *nat,
 		for (uint64_t b = off; b < off + 64; b++) {
 			if (nat->data[b] == soft->data[b])
 				continue;
-			if (b >= c->mem_undef_off && b < (uint64_t)c->mem_undef_off + c->mem_undef_len)
+			if (diff_mem_undef(c, b))
 				continue;
 			snprintf(why, len, "memory");
 			return false;
@@ -219,7 +219,10 @@ void diff_report(const struct diff_case *c, const struct diff_result *nat,
 		}
 	int shown = 0;
 	for (uint64_t off = 0; off < DIFF_DATA_SIZE && shown < 4; off += 8) {
-		if (memcmp(nat->data + off, soft->data + off, 8) == 0)
+		bool differs = false;
+		for (uint64_t b = off; b < off + 8; b++)
+			differs |= nat->data[b] != soft->data[b] && !diff_mem_undef(c, b);
+		if (!differs)
 			continue;
 		uint64_t n, s;
 		memcpy(&n, nat->data + off, 8);

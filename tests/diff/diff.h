@@ -66,7 +66,7 @@ struct diff_case {
 	uint64_t flags_undef;  /* RFLAGS bits */
 	uint16_t gpr_undef;    /* bit per GPR whose value is undefined */
 	uint16_t fsw_undef;    /* x87 status word bits (C0-C3) undefined */
-	uint16_t mem_undef_off, mem_undef_len; /* data bytes not compared */
+	struct { uint16_t off, len; } mem_undef[2]; /* data bytes not compared */
 	int form;              /* index into the form table (gen.c) */
 };
 
@@ -90,6 +90,14 @@ struct diff_result {
 
 /* ---- the data area ---- */
 void diff_fill_data(const struct diff_case *c, uint8_t *data);
+/* byte `off` of the data area is excluded from the comparison */
+static inline bool diff_mem_undef(const struct diff_case *c, uint64_t off)
+{
+	for (int i = 0; i < 2; i++)
+		if (off >= c->mem_undef[i].off && off < (uint64_t)c->mem_undef[i].off + c->mem_undef[i].len)
+			return true;
+	return false;
+}
 
 /* ---- native.c ---- */
 /* Run cases[0..n) natively, filling res[0..n). 0 or a negative errno. */

@@ -94,7 +94,7 @@ static struct tmpl tmpls[MAX_TMPL];
 static int ntmpl;
 static struct variant variants[MAX_VARIANTS];
 static int nvariants;
-static char rawbuf[MAX_TMPL][48];
+static char rawbuf[MAX_TMPL][160]; /* hex of up to DIFF_MAX_CODE bytes... enough for ours */
 
 static void add(const char *group, ZydisMnemonic mn, const char *shapes, uint8_t sizes, uint32_t spec)
 {
@@ -112,8 +112,12 @@ static void add_raw(const char *group, uint32_t spec, const char *fmt, ...)
 		return;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(rawbuf[ntmpl], sizeof(rawbuf[ntmpl]), fmt, ap);
+	int n = vsnprintf(rawbuf[ntmpl], sizeof(rawbuf[ntmpl]), fmt, ap);
 	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(rawbuf[ntmpl])) {
+		fprintf(stderr, "diff-test: raw template too long: %s\n", fmt);
+		abort();
+	}
 	tmpls[ntmpl] = (struct tmpl){ group, ZYDIS_MNEMONIC_INVALID, rawbuf[ntmpl], 0, spec, 0 };
 	ntmpl++;
 }
@@ -740,6 +744,9 @@ static const struct { const char *g, *hex; uint16_t fswu; uint32_t spec; } x87_t
 	{ "x87-misc", "dd 00 dd 40 08 db d1", C023, 0 }, { "x87-misc", "dd 00 dd 40 08 db d9", C023, 0 },
 	{ "x87-ctrl", "d9 78 40", CALL4, 0 }, { "x87-ctrl", "d9 68 38", CALL4, 0 },
 	{ "x87-ctrl", "d9 68 38 d9 78 40", CALL4, 0 },
+	{ "fxsave", "0f ae 80 00 01 00 00", 0, S_FXSAVE },
+	{ "fxsave", "48 0f ae 80 00 01 00 00", 0, S_FXSAVE },
+	{ "fxrstor", "0f ae 80 00 01 00 00 0f ae 88 00 01 00 00", 0, S_FXSAVE },
 	{ "fxsave", "dd 00 dd 40 08 0f ae 80 00 01 00 00", C023, S_FXSAVE },
 	{ "fxsave", "dd 00 dd 40 08 48 0f ae 80 00 01 00 00", C023, S_FXSAVE },
 	{ "fxrstor", "dd 00 dd 40 08 0f ae 80 00 01 00 00 db e3 0f ae 88 00 01 00 00", C023, S_FXSAVE },
@@ -914,9 +921,15 @@ static void spec_fixups_raw(struct gen_ctx *g, uint32_t spec)
 	if (spec & S_X87)
 		x87_operands(g);
 	if (spec & S_FXSAVE) {
-		/* FOP, FIP, FDP: AMD saves them only with an exception pending */
-		c->mem_undef_off = (uint16_t)(c->in.gpr[RAX] - DIFF_DATA_BASE + 0x100 + 6);
-		c->mem_undef_len = 18;
+		/* FOP, FIP/FCS, FDP/FDS: AMD saves them only with an x87
+		 * exception pending, Intel may store zero selectors
+		 * (FCS/FDS deprecation): implementation-specific */
+		uint16_t img = (uint16_t)(c->in.gpr[RAX] - DIFF_DATA_BASE + 0x100);
+		c->mem_undef[0].off = img + 6;
+		c->mem_undef[0].len = 18;
+		/* MXCSR_MASK bits 16-23: AMD reports MM (bit 17) there */
+		c->mem_undef[1].off = img + 30;
+		c->mem_undef[1].len = 1;
 	}
 	if ((spec & S_STACK) && !(spec & S_POPF) && (r >> 60) == 0)
 		c->in.gpr[RSP] = DIFF_DATA_BASE + ((r >> 50) & 7); /* push faults */
