@@ -974,6 +974,16 @@ static void spec_fixups_raw(struct gen_ctx *g, uint32_t spec)
 		c->in.gpr[RCX] = cnt | (a32 ? hi : 0);
 		c->in.gpr[RSI] = DIFF_DATA_BASE + 0x800 + ((r >> 10) & 0x3ff) + (a32 ? hi : 0);
 		c->in.gpr[RDI] = DIFF_DATA_BASE + 0x2000 + ((r >> 20) & 0x3ff) + (a32 ? hi : 0);
+		uint64_t r2 = diff_rand(g->rng);
+		if ((r2 & 7) == 0) {
+			/* overlapping source and destination (MOVS is defined
+			 * element by element: patterns replicate), longer runs */
+			int64_t d = (int64_t)((r2 >> 8) % 17) - 8;
+			c->in.gpr[RDI] = c->in.gpr[RSI] + (uint64_t)d;
+			c->in.gpr[RCX] = (c->in.gpr[RCX] & ~0xffffULL) | ((r2 >> 16) % 300);
+		} else if ((r2 & 7) == 1) {
+			c->in.gpr[RCX] = (c->in.gpr[RCX] & ~0xffffULL) | ((r2 >> 16) % 0x200);
+		}
 		if (((r >> 40) & 15) == 0) /* runs off the data area mid-way */
 			c->in.gpr[RDI] = (df ? DIFF_DATA_BASE + 8 : DIFF_DATA_BASE + DIFF_DATA_SIZE - 9) +
 					 (a32 ? hi : 0);
