@@ -58,6 +58,7 @@ struct diff_patch {
 struct diff_case {
 	uint8_t code[DIFF_MAX_CODE];
 	uint8_t code_len;
+	uint8_t native_trailer; /* falls through: native may end it without a trap */
 	uint8_t fill;          /* enum diff_fill */
 	uint64_t fill_seed;
 	struct diff_patch patch[DIFF_MAX_PATCH];
@@ -102,6 +103,8 @@ static inline bool diff_mem_undef(const struct diff_case *c, uint64_t off)
 /* ---- native.c ---- */
 /* Run cases[0..n) natively, filling res[0..n). 0 or a negative errno. */
 int diff_native_run(const struct diff_case *cases, struct diff_result *res, int n);
+/* End the worker child (it also ends by itself when we exit). */
+void diff_native_shutdown(void);
 
 /* ---- soft_side.c ---- */
 struct diff_soft_env;

@@ -998,7 +998,29 @@ static void spec_fixups_raw(struct gen_ctx *g, uint32_t spec)
 	}
 }
 
+static bool branches(const struct tmpl *t)
+{
+	static const char *const g[] = { "jcc", "jmp", "call", "ret", "loop", "loope",
+		"loopne", "jrcxz" };
+	for (size_t i = 0; i < sizeof(g) / sizeof(g[0]); i++)
+		if (!strcmp(t->group, g[i]))
+			return true;
+	return false;
+}
+
+static int gen_case_inner(int vi, uint64_t seed, uint64_t n, struct diff_case *c);
+
 int gen_case(int vi, uint64_t seed, uint64_t n, struct diff_case *c)
+{
+	int rc = gen_case_inner(vi, seed, n, c);
+	/* a case that falls through may end natively on a jump to the
+	 * capture code instead of INT3 (faster); branches land in the INT3
+	 * fill after the code, so they keep it */
+	c->native_trailer = rc == 0 && !branches(&tmpls[variants[vi].t]);
+	return rc;
+}
+
+static int gen_case_inner(int vi, uint64_t seed, uint64_t n, struct diff_case *c)
 {
 	const struct variant *v = &variants[vi];
 	const struct tmpl *t = &tmpls[v->t];

@@ -293,6 +293,7 @@ int main(int argc, char **argv)
 	double secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 	printf("\n%" PRIu64 " passed, %" PRIu64 " failed\n", passed, failed);
 	printf("%d instruction forms covered, %.1f s, seed %" PRIu64 "\n", forms, secs, seed);
+	diff_native_shutdown();
 	diff_soft_env_free(env);
 	free(skip);
 	free(soft);
@@ -383,7 +384,7 @@ static int native_selftest(void)
 		if (t[i].vector == 0xff)
 			ok = r[i].stop == STOP_CRASH;
 		if (t[i].vector == 0xfe)
-			ok = r[i].stop == STOP_TIMEOUT && r[i].out.rip == DIFF_CODE_BASE;
+			ok = r[i].stop == STOP_TIMEOUT;
 		if (!strcmp(t[i].name, "std;pushf;pop"))
 			ok = r[i].stop == STOP_EXCEPTION && r[i].vector == 3 &&
 			     (r[i].out.gpr[RAX] & 0x400) && (r[i].out.rflags & 0x400);
@@ -401,6 +402,7 @@ static int native_selftest(void)
 	for (int v = 0; v < gen_variant_count(); v++)
 		gv += gen_case(v, 42, 0, &gc) == 0;
 	printf("generator: %d variants, %d generated a case\n", gen_variant_count(), gv);
+	diff_native_shutdown();
 	free(c);
 	free(r);
 	printf("%d passed, %d failed\n", n - bad, bad);

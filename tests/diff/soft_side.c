@@ -207,23 +207,3 @@ int diff_soft_cpuid(struct diff_soft_env *e, uint32_t leaf, uint32_t sub, uint32
 	out[3] = (uint32_t)r.out.gpr[RDX];
 	return 0;
 }
-
-#ifdef DIFF_SOFT_STUB
-/* Development stand-in (built only with -DDIFF_SOFT_STUB, never the
- * default): executes nothing, stops at the first byte as if it were INT3
- * when it is one. Lets the harness be built before the soft core exists. */
-int soft_run_standalone(struct guest_memory *mem, struct cpu_state *state,
-			uint64_t max_insns, struct soft_run_result *res)
-{
-	(void)max_insns;
-	uint8_t b;
-	memset(res, 0, sizeof(*res));
-	if (gm_read(mem, state->rip, &b, 1) < 0)
-		return -EFAULT;
-	res->stop = SOFT_STOP_EXCEPTION;
-	res->vector = b == 0xCC ? 3 : 6;
-	if (b == 0xCC)
-		state->rip++;
-	return 0;
-}
-#endif
