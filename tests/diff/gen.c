@@ -1062,7 +1062,6 @@ static int gen_case_inner(int vi, uint64_t seed, uint64_t n, struct diff_case *c
 	int nops = 0;
 	uint64_t src_val = 0;     /* value of the last source operand */
 	int dest_gpr = -1;
-	uint64_t mem_off = 0;
 	int mem_bytes = 0;
 	uint16_t xused = 0;
 	if (t->spec & S_SSE) {
@@ -1196,7 +1195,6 @@ static int gen_case_inner(int vi, uint64_t seed, uint64_t n, struct diff_case *c
 				}
 				patch(&g, off, b, bytes > 16 ? 16 : bytes);
 				src_val = val;
-				mem_off = off;
 				mem_bytes = bytes;
 			}
 		} else if (kind == 'i') {
@@ -1267,7 +1265,6 @@ static int gen_case_inner(int vi, uint64_t seed, uint64_t n, struct diff_case *c
 		int64_t bo = (int64_t)(diff_rand(&rng) % 2048) - 1024;
 		set_gpr_part(c, gpr, false, v->size, (uint64_t)bo);
 	}
-	(void)mem_off;
 	if (t->spec & S_RDIDATA)
 		c->in.gpr[RDI] = DIFF_DATA_BASE + 0x1000 + (diff_rand(&rng) & 0x7ff);
 
