@@ -15,7 +15,7 @@ endif
 CFLAGS  := -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -Isrc -MMD -MP -pthread \
            -D_GNU_SOURCE $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := -pthread $(SANFLAGS)
-LDLIBS  := -lZydis -lm
+LDLIBS  := -lZydis -lm -luring
 
 SRCS      := $(shell find src -name '*.c' | sort)
 OBJS      := $(SRCS:%.c=$(BUILD)/%.o)
@@ -25,7 +25,7 @@ TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 DIFF_SRCS := $(wildcard tests/diff/*.c)
 DIFF_OBJS := $(DIFF_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: all test unit diff integration clean guests
+.PHONY: all test unit diff integration clean guests fuzz fuzz-quick bench-blk
 all: $(BUILD)/kite guests
 
 $(BUILD)/kite: $(OBJS)
@@ -52,7 +52,45 @@ diff: $(BUILD)/diff-test
 integration: all
 	KITE=$(abspath $(BUILD)/kite) /usr/bin/python3 -m pytest -q tests/integration
 
-test: unit diff integration
+test: fuzz-quick unit diff integration
+
+# libFuzzer harnesses (tests/fuzz/fuzz_*.c), built with clang and sanitizers
+# straight from the sources they exercise. fuzz-quick: a bounded pass each.
+FUZZ_CC    ?= clang
+FUZZ_DIR   := build/fuzz
+FUZZ_FLAGS := -std=gnu11 -g -O1 -Isrc -Itests/unit -D_GNU_SOURCE -pthread \
+              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_LIB   := src/devices/virtio/virtqueue.c src/devices/virtio/virtio.c \
+              src/devices/virtio/virtio_blk.c $(wildcard src/backends/block/*.c) \
+              src/vmm/memory.c src/util/log.c
+FUZZ_BINS  := $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SECS  ?= 10
+
+$(FUZZ_DIR)/%: tests/fuzz/%.c $(FUZZ_LIB) $(wildcard src/devices/virtio/*.h src/backends/block/*.h) tests/unit/virtq_driver.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB) -luring
+
+fuzz: $(FUZZ_BINS)
+
+fuzz-quick:
+	@if ! command -v $(FUZZ_CC) >/dev/null; then \
+		echo "fuzz-quick: skipped, $(FUZZ_CC) (libFuzzer) is not installed"; exit 0; fi; \
+	$(MAKE) --no-print-directory fuzz || exit 1; \
+	for f in $(FUZZ_BINS); do \
+		mkdir -p $$f.corpus; \
+		echo "fuzz: $$f ($(FUZZ_SECS) s)"; \
+		$$f -max_total_time=$(FUZZ_SECS) -seed=1 -print_final_stats=0 \
+		    -error_exitcode=77 -artifact_prefix=$$f- $$f.corpus 2>$$f.log || { tail -40 $$f.log; exit 1; }; \
+		grep -E '^Done [0-9]+ runs' $$f.log || true; \
+	done
+
+# Device-model throughput against direct host I/O (bench/RESULTS.md).
+$(BUILD)/bench/blk_model: bench/blk_model.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIB_OBJS) $(LDFLAGS) $(LDLIBS)
+
+bench-blk: $(BUILD)/bench/blk_model
+	$(BUILD)/bench/blk_model
 
 -include guests/guests.mk
 
