@@ -1,10 +1,10 @@
 /* build/diff-test: the soft CPU against the host CPU.
  *
- *   diff-test [--quick|--long] [--seed N] [--filter MNEMONIC] [--cases N]
- *             [--show N] [--native-selftest] [--list]
+ *   diff-test [--quick|--long] [--seed N] [--filter GROUPS] [--skip GROUPS]
+ *             [--cases N] [--show N] [--native-selftest] [--list]
  *
- * --filter takes mnemonic groups as printed in the table, comma-separated;
- * a trailing '*' matches a prefix (--filter 'x87*,fxsave').
+ * --filter/--skip take mnemonic groups as printed in the table,
+ * comma-separated; a trailing '*' matches a prefix (--filter 'x87*,fxsave').
  *
  * Prints per mnemonic group the forms and cases run and the mismatches (each
  * with a precise diff), then "N passed, M failed" (cases) and the number of
@@ -130,8 +130,8 @@ static bool filter_match(const char *filter, const char *group)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: diff-test [--quick|--long] [--seed N] [--filter MNEMONIC] "
-			"[--cases N] [--show N] [--native-selftest] [--list]\n");
+	fprintf(stderr, "usage: diff-test [--quick|--long] [--seed N] [--filter GROUPS] "
+			"[--skip GROUPS] [--cases N] [--show N] [--native-selftest] [--list]\n");
 }
 
 int main(int argc, char **argv)
@@ -139,7 +139,7 @@ int main(int argc, char **argv)
 	uint64_t seed = (uint64_t)time(NULL);
 	bool seed_given = false, list = false;
 	int per_variant = 16, show = 3;
-	const char *filter = NULL;
+	const char *filter = NULL, *skip_list = NULL;
 	const char *mode = "quick";
 
 	for (int i = 1; i < argc; i++) {
@@ -154,6 +154,8 @@ int main(int argc, char **argv)
 			seed_given = true;
 		} else if (!strcmp(argv[i], "--filter") && i + 1 < argc) {
 			filter = argv[++i];
+		} else if (!strcmp(argv[i], "--skip") && i + 1 < argc) {
+			skip_list = argv[++i];
 		} else if (!strcmp(argv[i], "--cases") && i + 1 < argc) {
 			per_variant = atoi(argv[++i]);
 		} else if (!strcmp(argv[i], "--show") && i + 1 < argc) {
@@ -209,6 +211,10 @@ int main(int argc, char **argv)
 		const char *w = group_skip(env, groups[g].name, why, sizeof(why));
 		if (w && (!filter || filter_match(filter, groups[g].name))) {
 			printf("skipping %s: %s\n", groups[g].name, w);
+			skip[g] = true;
+		}
+		if (skip_list && filter_match(skip_list, groups[g].name)) {
+			printf("skipping %s: --skip\n", groups[g].name);
 			skip[g] = true;
 		}
 	}
