@@ -59,6 +59,7 @@ enum {
 	S_X87 = 1 << 26,     /* RAX -> x87 operand block (see x87_operands) */
 	S_FXSAVE = 1 << 27,  /* FXSAVE image at [rax+0x100]: FOP/FIP/FDP vary */
 	S_SEQ = 1 << 28,     /* a random sequence of register-only instructions */
+	S_FENV = 1 << 29,    /* FNSTENV/FNSAVE image at [rax+64]: FIP/FDP & co. vary */
 };
 
 #define SZ8 1
@@ -233,6 +234,10 @@ static void build_templates(void)
 		 * #DB reaches user space with RIP at the instruction, where the
 		 * SDM has a trap (RIP after it) */
 		{ "int3", "cc", 0 }, { "int3", "cd 03", 0 },
+		/* INT n (n != 3) is not generated: natively it is #GP(n*8+2)
+		 * (Linux's gates are DPL0 but for 3, 4 and 0x80, a system
+		 * call), while soft_run_standalone stops on INT n before the
+		 * gate check, by design; the system tests cover it */
 		{ "fence", "0f ae f0", 0 }, { "fence", "0f ae e8", 0 }, { "fence", "0f ae f8", 0 },
 		{ "prefetch", "0f 18 00", S_RAXDATA }, { "prefetch", "0f 18 08", S_RAXDATA },
 		{ "prefetch", "0f 0d 08", S_RAXDATA }, { "clflush", "0f ae 38", S_RAXDATA },
@@ -744,6 +749,12 @@ static const struct { const char *g, *hex; uint16_t fswu; uint32_t spec; } x87_t
 	{ "x87-misc", "dd 00 dd 40 08 db d1", C023, 0 }, { "x87-misc", "dd 00 dd 40 08 db d9", C023, 0 },
 	{ "x87-ctrl", "d9 78 40", CALL4, 0 }, { "x87-ctrl", "d9 68 38", CALL4, 0 },
 	{ "x87-ctrl", "d9 68 38 d9 78 40", CALL4, 0 },
+	/* the 28-byte environment (32-bit format in 64-bit mode) and the
+	 * 108-byte FNSAVE image, as glibc's fenv functions use them */
+	{ "fnstenv", "dd 00 d9 70 40", C023, S_FENV },
+	{ "fnstenv", "dd 00 dd 40 08 de f9 d9 70 40 db e3 d9 60 40", C023, S_FENV },
+	{ "fnsave", "dd 00 dd 40 08 dd 70 40", 0, S_FENV },
+	{ "fnsave", "dd 00 dd 40 08 dd 70 40 dd 60 40", C023, S_FENV },
 	{ "fxsave", "0f ae 80 00 01 00 00", 0, S_FXSAVE },
 	{ "fxsave", "48 0f ae 80 00 01 00 00", 0, S_FXSAVE },
 	{ "fxrstor", "0f ae 80 00 01 00 00 0f ae 88 00 01 00 00", 0, S_FXSAVE },
@@ -920,6 +931,11 @@ static void spec_fixups_raw(struct gen_ctx *g, uint32_t spec)
 	uint64_t r = diff_rand(g->rng);
 	if (spec & S_X87)
 		x87_operands(g);
+	if (spec & S_FENV) {
+		/* FIP, FCS/FOP, FDP, FDS: implementation-specific as above */
+		c->mem_undef[0].off = (uint16_t)(c->in.gpr[RAX] - DIFF_DATA_BASE + 64 + 12);
+		c->mem_undef[0].len = 16;
+	}
 	if (spec & S_FXSAVE) {
 		/* FOP, FIP/FCS, FDP/FDS: AMD saves them only with an x87
 		 * exception pending, Intel may store zero selectors

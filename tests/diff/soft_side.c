@@ -3,8 +3,9 @@
  * Guest memory is 1 GiB (anonymous, touched lazily) so the native addresses
  * can be identity-mapped. Page tables (4-level, 4 KiB pages) map exactly the
  * code page (user, read-only, executable) and the data area (user, writable,
- * NX), like the native child; everything else is not present. The vCPU is in
- * 64-bit mode at CPL3 with the control registers Linux gives user code. */
+ * NX), like the native child; everything else is not present, except a
+ * supervisor TSS and IDT page as Linux has. The vCPU is in 64-bit mode at
+ * CPL3 with the control registers Linux gives user code. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #define PT_DATA   0x5000ULL
 #define TSS_GPA   0x6000ULL  /* supervisor-only, identity-mapped */
 #define PT_LOW    0x7000ULL
+#define IDT_GPA   0x8000ULL  /* supervisor-only, identity-mapped */
 
 #define SOFT_MEM_SIZE (1ULL << 30)
 #define SOFT_MAX_INSNS 100000
@@ -42,7 +44,7 @@ static void put64(struct diff_soft_env *e, uint64_t gpa, uint64_t v)
 static void build_page_tables(struct diff_soft_env *e)
 {
 	uint8_t zero[4096] = { 0 };
-	for (uint64_t p = PML4_GPA; p <= PT_LOW; p += 0x1000)
+	for (uint64_t p = PML4_GPA; p <= IDT_GPA; p += 0x1000)
 		gm_write(&e->mem, p, zero, sizeof(zero));
 	const uint64_t up = PT_P | PT_RW | PT_US;
 	put64(e, PML4_GPA, PDPT_GPA | up);
@@ -55,6 +57,18 @@ static void build_page_tables(struct diff_soft_env *e)
 	put64(e, PT_LOW + 8 * (TSS_GPA >> 12), TSS_GPA | PT_P | PT_RW | PT_NX);
 	uint16_t iomap = 0x68;
 	gm_write(&e->mem, TSS_GPA + 0x66, &iomap, 2);
+	/* an IDT like Linux's: 64-bit interrupt gates, DPL 0 except 3 (#BP),
+	 * 4 (#OF) and 0x80, so INT n from CPL3 is #GP(n*8+2) as natively.
+	 * The handlers are never reached (exceptions are not delivered). */
+	put64(e, PT_LOW + 8 * (IDT_GPA >> 12), IDT_GPA | PT_P | PT_RW | PT_NX);
+	for (int v = 0; v < 256; v++) {
+		uint64_t handler = 0xffffffff81000000ULL + 16 * (uint64_t)v;
+		unsigned dpl = (v == 3 || v == 4 || v == 0x80) ? 3 : 0;
+		uint64_t lo = (handler & 0xffff) | (0x10ULL << 16) |
+			      ((uint64_t)(0x8e | dpl << 5) << 40) | ((handler >> 16) & 0xffff) << 48;
+		put64(e, IDT_GPA + 16 * v, lo);
+		put64(e, IDT_GPA + 16 * v + 8, handler >> 32);
+	}
 	for (uint64_t off = 0; off < DIFF_CODE_SIZE; off += 4096) {
 		uint64_t va = DIFF_CODE_BASE + off;
 		put64(e, PT_CODE + 8 * ((va >> 12) & 511), va | PT_P | PT_US);
@@ -120,6 +134,8 @@ static void build_state(const struct diff_case *c, struct cpu_state *st)
 	st->seg[SEG_TR].selector = 0x40;
 	st->seg[SEG_TR].base = TSS_GPA;
 	st->seg[SEG_TR].limit = 0x67;
+	st->idt.base = IDT_GPA;
+	st->idt.limit = 0xfff;
 	st->cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
 	st->cr3 = PML4_GPA;
 	st->cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
