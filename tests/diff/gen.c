@@ -60,6 +60,7 @@ enum {
 	S_FXSAVE = 1 << 27,  /* FXSAVE image at [rax+0x100]: FOP/FIP/FDP vary */
 	S_SEQ = 1 << 28,     /* a random sequence of register-only instructions */
 	S_FENV = 1 << 29,    /* FNSTENV/FNSAVE image at [rax+64]: FIP/FDP & co. vary */
+	S_FETCH = 1 << 30,   /* an instruction at the end of the code page */
 };
 
 #define SZ8 1
@@ -297,6 +298,12 @@ static void build_templates(void)
 	 * next (lazy flags), 2-6 instructions each */
 	for (int i = 0; i < 50; i++)
 		add_raw("seq", S_SEQ, "90");
+	/* instruction fetch at the end of the code page: an instruction that
+	 * straddles into the unmapped next page (#PF on fetch, CR2 = the page),
+	 * one that ends exactly there (the INT3 after it faults) or a few
+	 * bytes before (no fault: a decoder must not fetch ahead) */
+	for (int i = 0; i < 10; i++)
+		add_raw("fetch-edge", S_FETCH, "90");
 }
 
 
@@ -1032,7 +1039,8 @@ int gen_case(int vi, uint64_t seed, uint64_t n, struct diff_case *c)
 	/* a case that falls through may end natively on a jump to the
 	 * capture code instead of INT3 (faster); branches land in the INT3
 	 * fill after the code, so they keep it */
-	c->native_trailer = rc == 0 && !branches(&tmpls[variants[vi].t]);
+	c->native_trailer = rc == 0 && !branches(&tmpls[variants[vi].t]) &&
+			    !(tmpls[variants[vi].t].spec & S_FETCH);
 	return rc;
 }
 
@@ -1048,6 +1056,21 @@ static int gen_case_inner(int vi, uint64_t seed, uint64_t n, struct diff_case *c
 	base_state(&g);
 	if (t->spec & S_SEQ)
 		return gen_seq(c, &rng, 2 + (vi % 5));
+	if (t->spec & S_FETCH) {
+		if (gen_seq(c, &rng, 1) < 0)
+			return -1;
+		uint64_t r = diff_rand(&rng);
+		uint64_t end;
+		if (r % 3 == 0 && c->code_len > 1) /* straddles */
+			end = DIFF_CODE_SIZE + 1 + (r >> 8) % (uint64_t)(c->code_len - 1);
+		else if (r % 3 == 1)
+			end = DIFF_CODE_SIZE;
+		else
+			end = DIFF_CODE_SIZE - 1 - (r >> 8) % 14;
+		c->in.rip = DIFF_CODE_BASE + end - c->code_len;
+		c->form = vi;
+		return 0;
+	}
 	if (t->mn == ZYDIS_MNEMONIC_INVALID) {
 		gen_raw(&g, t);
 		finish_case(c);
@@ -1391,7 +1414,7 @@ static int gen_seq(struct diff_case *c, uint64_t *rng, int k)
 		}
 		undef = (undef & ~(written & ~u)) | u;
 	}
-	if (got < 2)
+	if (got < (k < 2 ? k : 2))
 		return -1;
 	c->code_len = (uint8_t)len;
 	c->flags_undef = undef;

@@ -1,7 +1,9 @@
 /* build/diff-test: the soft CPU against the host CPU.
  *
  *   diff-test [--quick|--long] [--seed N] [--filter GROUPS] [--skip GROUPS]
- *             [--cases N] [--show N] [--native-selftest] [--list]
+ *             [--cases N] [--show N] [--native-selftest] [--list] [--dump]
+ *
+ * --dump prints one line per case (bytes, where, how each side stopped).
  *
  * --filter/--skip take mnemonic groups as printed in the table,
  * comma-separated; a trailing '*' matches a prefix (--filter 'x87*,fxsave').
@@ -131,13 +133,13 @@ static bool filter_match(const char *filter, const char *group)
 static void usage(void)
 {
 	fprintf(stderr, "usage: diff-test [--quick|--long] [--seed N] [--filter GROUPS] "
-			"[--skip GROUPS] [--cases N] [--show N] [--native-selftest] [--list]\n");
+			"[--skip GROUPS] [--cases N] [--show N] [--native-selftest] [--list] [--dump]\n");
 }
 
 int main(int argc, char **argv)
 {
 	uint64_t seed = (uint64_t)time(NULL);
-	bool seed_given = false, list = false;
+	bool seed_given = false, list = false, dump = false;
 	int per_variant = 16, show = 3;
 	const char *filter = NULL, *skip_list = NULL;
 	const char *mode = "quick";
@@ -164,6 +166,8 @@ int main(int argc, char **argv)
 			return native_selftest();
 		} else if (!strcmp(argv[i], "--list")) {
 			list = true;
+		} else if (!strcmp(argv[i], "--dump")) {
+			dump = true;
 		} else {
 			usage();
 			return 2;
@@ -241,7 +245,8 @@ int main(int argc, char **argv)
 			char key[256];
 			gen_form_key(&cases[nb], key, sizeof(key));
 			/* sequences recombine forms counted elsewhere */
-			if (strcmp(gen_variant_group(v), "seq") && formset_add(key)) {
+			if (strcmp(gen_variant_group(v), "seq") &&
+			    strcmp(gen_variant_group(v), "fetch-edge") && formset_add(key)) {
 				forms++;
 				groups[vgroup[v]].forms++;
 				if (list)
@@ -261,6 +266,15 @@ int main(int argc, char **argv)
 			diff_soft_run(env, &cases[i], soft);
 			char why[128];
 			gs->cases++;
+			if (dump) {
+				char dis[256], a[96], b[96];
+				diff_disasm(cases[i].code, cases[i].code_len, dis, sizeof(dis));
+				printf("  %-10s %-50s at +%#" PRIx64 ": native %s rip +%#" PRIx64
+				       " | soft %s rip +%#" PRIx64 "\n", gs->name, dis,
+				       cases[i].in.rip - DIFF_CODE_BASE, diff_stop_name(&nat[i], a, sizeof(a)),
+				       nat[i].out.rip - DIFF_CODE_BASE, diff_stop_name(soft, b, sizeof(b)),
+				       soft->out.rip - DIFF_CODE_BASE);
+			}
 			if (diff_compare(&cases[i], &nat[i], soft, why, sizeof(why))) {
 				passed++;
 				continue;

@@ -222,20 +222,17 @@ static void from_fxsave(struct diff_regs *o, const uint8_t *fx)
 	memcpy(o->xmm, fx + 160, sizeof(o->xmm));
 }
 
-static void child_run_one(uint8_t *code_rw, const struct diff_case *c, struct diff_result *r,
-			  uint8_t *prev_trailer)
+static void child_run_one(uint8_t *code_rw, const struct diff_case *c, struct diff_result *r)
 {
-	/* undo the previous trailer, then write this case */
-	if (*prev_trailer) {
-		memset(code_rw + *prev_trailer, 0xCC, 14);
-		*prev_trailer = 0;
-	}
-	memset(code_rw, 0xCC, DIFF_MAX_CODE);
-	memcpy(code_rw, c->code, c->code_len);
-	if (c->native_trailer) {
-		put_trailer(code_rw + c->code_len);
-		*prev_trailer = c->code_len;
-	}
+	/* the code sits where RIP points in the code page (the end of the
+	 * page for instruction-fetch cases); INT3 everywhere else */
+	uint64_t off = c->in.rip - DIFF_CODE_BASE;
+	memset(code_rw, 0xCC, DIFF_CODE_SIZE);
+	if (off < DIFF_CODE_SIZE)
+		memcpy(code_rw + off, c->code,
+		       c->code_len < DIFF_CODE_SIZE - off ? c->code_len : DIFF_CODE_SIZE - off);
+	if (c->native_trailer && off + c->code_len + 14 <= DIFF_CODE_SIZE)
+		put_trailer(code_rw + off + c->code_len);
 	diff_fill_data(c, (uint8_t *)DIFF_DATA_BASE);
 	memset(r, 0, offsetof(struct diff_result, data));
 	kd_in = c->in;
@@ -247,7 +244,7 @@ static void child_run_one(uint8_t *code_rw, const struct diff_case *c, struct di
 		/* as if the INT3 after the code had trapped */
 		r->out = kd_cap;
 		from_fxsave(&r->out, kd_fx);
-		r->out.rip = DIFF_CODE_BASE + c->code_len + 1;
+		r->out.rip = c->in.rip + c->code_len + 1;
 		r->stop = STOP_EXCEPTION;
 		r->vector = 3;
 	}
@@ -289,13 +286,11 @@ static void worker_main(int go_r, int done_w)
 		fprintf(stderr, "diff: native child setup failed: %s\n", strerror(-e));
 		_exit(99);
 	}
-	memset(code_rw, 0xCC, DIFF_CODE_SIZE);
-	uint8_t prev_trailer = 0;
 	struct shared_batch *b = sh_batch();
 	char byte;
 	while (read(go_r, &byte, 1) == 1) {
 		for (int i = b->start; i < b->n; i++) {
-			child_run_one(code_rw, &sh_cases()[i], &sh_results()[i], &prev_trailer);
+			child_run_one(code_rw, &sh_cases()[i], &sh_results()[i]);
 			__atomic_store_n(&b->done, i + 1, __ATOMIC_RELEASE);
 		}
 		if (write(done_w, "d", 1) != 1)

@@ -155,7 +155,10 @@ void diff_soft_run(struct diff_soft_env *e, const struct diff_case *c, struct di
 	uint8_t *code = gm_ptr(&e->mem, DIFF_CODE_BASE, DIFF_CODE_SIZE);
 	uint8_t *data = gm_ptr(&e->mem, DIFF_DATA_BASE, DIFF_DATA_SIZE);
 	memset(code, 0xCC, DIFF_CODE_SIZE);
-	memcpy(code, c->code, c->code_len);
+	uint64_t off = c->in.rip - DIFF_CODE_BASE;
+	if (off < DIFF_CODE_SIZE)
+		memcpy(code + off, c->code,
+		       c->code_len < DIFF_CODE_SIZE - off ? c->code_len : DIFF_CODE_SIZE - off);
 	diff_fill_data(c, data);
 
 	static struct cpu_state st; /* large; one case at a time */
