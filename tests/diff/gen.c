@@ -13,10 +13,20 @@
  * kernel), IRET, far jumps/calls, MOV/POP to segment registers, LDS & co.,
  * WRFSBASE/WRGSBASE and FS/GS overrides (host TLS), SGDT/SIDT/SMSW/STR/SLDT
  * (UMIP: Linux emulates them), CPUID, RDTSC(P), RDPID, RDRAND/RDSEED, RDPMC
- * (host-specific values), XGETBV/XSAVE (the host's XCR0), PAUSE-like hints
- * with no architectural effect. Privileged instructions are generated as
- * "expect #GP at CPL3" cases (HLT, CLI/STI, MOV CR/DR, RDMSR/WRMSR,
- * INVLPG, LGDT/LIDT, SWAPGS, SYSRET, WBINVD/INVD, CLTS, LMSW, IN/OUT). */
+ * (host-specific values), XGETBV/XSAVE (the host's XCR0), INT n other
+ * than INT3 (standalone runs stop before the gate check), INT1 (see the
+ * raw table), BMI/ADX/AVX (not in the issue's list). Privileged
+ * instructions are generated as "expect #GP at CPL3" cases (HLT, CLI/STI,
+ * MOV CR/DR, RDMSR/WRMSR, INVLPG, LGDT/LIDT, SWAPGS, SYSRET, WBINVD/INVD,
+ * CLTS, LMSW, IN/OUT); invalid-in-64-bit opcodes (BCD, PUSHA, segment
+ * pushes, INTO, ...) and LOCK on non-RMW forms as "expect #UD". SSE and x87
+ * coverage and its exclusions are described at their tables below.
+ *
+ * Beyond single instructions: page-straddling operands, stack and REP
+ * string operations that run off the data area (fault mid-way), overlapping
+ * REP MOVS, random register-only sequences (flags flowing between
+ * instructions, undefined flags tracked), and instruction fetch at the end
+ * of the code page. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
