@@ -69,6 +69,11 @@ struct diff_case {
 	uint16_t fsw_undef;    /* x87 status word bits (C0-C3) undefined */
 	struct { uint16_t off, len; } mem_undef[2]; /* data bytes not compared */
 	int form;              /* index into the form table (gen.c) */
+	/* sequences: where each instruction ends and what is undefined then
+	 * (to find the first instruction after which the two sides differ) */
+	uint8_t nseq;
+	uint8_t seq_end[8];
+	uint64_t seq_undef[8];
 };
 
 enum diff_stop {

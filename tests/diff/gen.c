@@ -1423,6 +1423,11 @@ static int gen_seq(struct diff_case *c, uint64_t *rng, int k)
 				written = 0, u = 0;
 		}
 		undef = (undef & ~(written & ~u)) | u;
+		if (got <= 8) {
+			c->seq_end[got - 1] = (uint8_t)len;
+			c->seq_undef[got - 1] = undef;
+			c->nseq = (uint8_t)got;
+		}
 	}
 	if (got < (k < 2 ? k : 2))
 		return -1;

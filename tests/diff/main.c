@@ -55,6 +55,32 @@ static bool formset_add(const char *key)
 
 static int native_selftest(void);
 
+/* A sequence differs at the end: run its prefixes to name the first
+ * instruction after which native and soft differ. */
+static void localize(struct diff_soft_env *env, const struct diff_case *c)
+{
+	static struct diff_case p;
+	static struct diff_result n, s;
+	for (int i = 0; i < c->nseq - 1; i++) {
+		p = *c;
+		p.code_len = c->seq_end[i];
+		p.flags_undef = c->seq_undef[i];
+		p.nseq = 0;
+		if (diff_native_run(&p, &n, 1) < 0)
+			return;
+		diff_soft_run(env, &p, &s);
+		char why[128];
+		if (!diff_compare(&p, &n, &s, why, sizeof(why))) {
+			char dis[256];
+			int start = i ? c->seq_end[i - 1] : 0;
+			diff_disasm(c->code + start, c->seq_end[i] - start, dis, sizeof(dis));
+			printf("    first difference (%s) after instruction %d: %s\n", why, i + 1, dis);
+			return;
+		}
+	}
+	printf("    first difference after the last instruction\n");
+}
+
 /* Instructions that exist only where CPUID says so: tested when both the
  * host and the soft CPU advertise them (without the feature, e.g. TZCNT
  * decodes as BSF, so the two would legitimately differ). */
@@ -287,6 +313,8 @@ int main(int argc, char **argv)
 			if (gs->shown++ < show) {
 				printf("[%s]\n", gs->name);
 				diff_report(&cases[i], &nat[i], soft, why);
+				if (cases[i].nseq > 1)
+					localize(env, &cases[i]);
 			}
 		}
 	}
