@@ -34,3 +34,32 @@ $(GUEST_BUILD)/virtio_console.elf: $(GUEST_BUILD)/virtio_console.o $(GUEST_LIB) 
 
 $(GUEST_ELFS):
 	$(CC) $(GUEST_LDFLAGS) -o $@ $(filter %.o,$^)
+
+# System test guests (sys_*): multiboot ELF64 kernels whose 32-bit entry
+# (sys_start64.S) switches to long mode; the C parts are 64-bit code built
+# with the shared runtime (guests/lib/runtime.c, built again with -m64).
+SYS_BUILD   := $(GUEST_BUILD)/sys64
+SYS_CFLAGS  := -m64 -ffreestanding -fno-builtin -nostdlib -fno-pic -fno-pie -mcmodel=small \
+               -mno-red-zone -mgeneral-regs-only -fno-stack-protector \
+               -fno-asynchronous-unwind-tables -fno-tree-loop-distribute-patterns \
+               -O2 -g -Wall -Wextra -Werror -Wno-int-to-pointer-cast -std=gnu11 -Iguests
+SYS_LDFLAGS := -m64 -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-n -Wl,-z,noexecstack \
+               -Wl,--no-warn-rwx-segments -T guests/lib/link.ld
+SYS_NAMES   := sys_modes sys_paging sys_user sys_ist sys_smc sys_exceptions sys_xmc
+SYS_ELFS    := $(SYS_NAMES:%=$(GUEST_BUILD)/%.elf)
+SYS_LIB     := $(SYS_BUILD)/sys_start64.o $(SYS_BUILD)/sys_lib.o $(SYS_BUILD)/lib/runtime.o
+
+guests: $(SYS_ELFS)
+
+$(SYS_BUILD)/%.o: guests/%.c guests/lib/runtime.h guests/sys_lib.h
+	@mkdir -p $(dir $@)
+	$(CC) $(SYS_CFLAGS) -c -o $@ $<
+
+$(SYS_BUILD)/%.o: guests/%.S
+	@mkdir -p $(dir $@)
+	$(CC) $(SYS_CFLAGS) -c -o $@ $<
+
+$(SYS_ELFS): $(GUEST_BUILD)/%.elf: $(SYS_BUILD)/%.o $(SYS_LIB) guests/lib/link.ld
+	$(CC) $(SYS_LDFLAGS) -o $@ $(filter %.o,$^)
+$(GUEST_BUILD)/sys_modes.elf: $(SYS_BUILD)/sys_modes_asm.o
+$(GUEST_BUILD)/sys_xmc.elf: $(SYS_BUILD)/sys_xmc_asm.o
