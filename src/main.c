@@ -61,7 +61,7 @@ static const char usage_run[] =
 	"  -v, --verbose        more messages on stderr (repeat for debug)\n"
 	"  -h, --help           this text\n"
 	"\n"
-	"On the serial console (stdio), Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A.\n"
+	"On the stdio console (COM1 or hvc0), Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A.\n"
 	"\n"
 	"exit status: 0 guest powered off or reset, 1 kite error, 2 guest triple fault,\n"
 	"             (v << 1) | 1 guest wrote v to the debug-exit port.\n";
