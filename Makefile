@@ -22,8 +22,10 @@ OBJS      := $(SRCS:%.c=$(BUILD)/%.o)
 LIB_OBJS  := $(filter-out $(BUILD)/src/main.o,$(OBJS))
 TEST_SRCS := $(shell find tests/unit -name '*.c' | sort)
 TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
+DIFF_SRCS := $(wildcard tests/diff/*.c)
+DIFF_OBJS := $(DIFF_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: all test unit integration clean guests fuzz fuzz-quick bench-blk
+.PHONY: all test unit diff integration clean guests fuzz fuzz-quick bench-blk
 all: $(BUILD)/kite guests
 
 $(BUILD)/kite: $(OBJS)
@@ -40,10 +42,19 @@ unit: $(BUILD)/unit-tests
 	@scripts/fetch-kernel.sh >/dev/null || echo "unit: could not fetch Debian's kernel; the tests that need it skip" >&2
 	$(BUILD)/unit-tests --jobs 2
 
+# Differential test of the soft CPU against the host CPU (tests/diff):
+# `make diff` is the bounded quick pass (DIFF_ARGS adds options, e.g.
+# DIFF_ARGS="--skip 'x87*'"); bench/diff-fuzz.sh is the long one.
+$(BUILD)/diff-test: $(DIFF_OBJS) $(LIB_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+diff: $(BUILD)/diff-test
+	$(BUILD)/diff-test --quick $(DIFF_ARGS)
+
 integration: all
 	KITE=$(abspath $(BUILD)/kite) /usr/bin/python3 -m pytest -q tests/integration
 
-test: fuzz-quick unit integration
+test: fuzz-quick unit diff integration
 
 # libFuzzer harnesses (tests/fuzz/fuzz_*.c), built with clang and sanitizers
 # straight from the sources they exercise. fuzz-quick: a bounded pass each.
@@ -88,4 +99,4 @@ bench-blk: $(BUILD)/bench/blk_model
 clean:
 	rm -rf build
 
--include $(OBJS:.o=.d) $(TEST_OBJS:.o=.d)
+-include $(OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(DIFF_OBJS:.o=.d)

@@ -7,6 +7,7 @@ GUEST_CFLAGS := -m32 -march=i686 -ffreestanding -fno-builtin -nostdlib -fno-pic 
 GUEST_LDFLAGS := -m32 -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-n -Wl,-z,noexecstack -Wl,--no-warn-rwx-segments \
                  -T guests/lib/link.ld
 GUEST_NAMES  := hello echo longmode interrupts spin triple cpuid smp
+GUEST_NAMES  += virtio_blk virtio_console
 GUEST_ELFS   := $(GUEST_NAMES:%=$(GUEST_BUILD)/%.elf)
 GUEST_LIB    := $(GUEST_BUILD)/lib/start.o $(GUEST_BUILD)/lib/runtime.o
 
@@ -28,6 +29,8 @@ $(GUEST_BUILD)/spin.elf: $(GUEST_BUILD)/spin.o $(GUEST_LIB) guests/lib/link.ld
 $(GUEST_BUILD)/triple.elf: $(GUEST_BUILD)/triple.o $(GUEST_LIB) guests/lib/link.ld
 $(GUEST_BUILD)/cpuid.elf: $(GUEST_BUILD)/cpuid.o $(GUEST_LIB) guests/lib/link.ld
 $(GUEST_BUILD)/smp.elf: $(GUEST_BUILD)/smp.o $(GUEST_BUILD)/smp_asm.o $(GUEST_LIB) guests/lib/link.ld
+$(GUEST_BUILD)/virtio_blk.elf: $(GUEST_BUILD)/virtio_blk.o $(GUEST_BUILD)/interrupts_asm.o $(GUEST_LIB) guests/lib/link.ld
+$(GUEST_BUILD)/virtio_console.elf: $(GUEST_BUILD)/virtio_console.o $(GUEST_LIB) guests/lib/link.ld
 
 $(GUEST_ELFS):
 	$(CC) $(GUEST_LDFLAGS) -o $@ $(filter %.o,$^)

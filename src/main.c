@@ -11,6 +11,7 @@
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
+#include "backends/block/block.h"
 #include "engine/engine.h"
 #include "util/log.h"
 #include "util/size.h"
@@ -44,14 +45,23 @@ static const char usage_run[] =
 	"  --cpus N             vCPUs, 1..255 (default 1)\n"
 	"  --engine E           auto, kvm or soft (default auto: kvm if it runs guest kernel\n"
 	"                       code natively, else soft)\n"
-	"  --serial S           COM1: stdio (default), none, or file:PATH\n"
+	"  --serial S           console backend: stdio (default), none, or file:PATH\n"
+	"  --console C          where that backend goes: serial (default: COM1, the guest's\n"
+	"                       ttyS0) or virtio (a virtio-console PCI device, the guest's\n"
+	"                       hvc0: boot Linux with console=hvc0; COM1 is then unconnected)\n"
+	"  --disk PATH[,readonly][,id=NAME][,io=sync|threads|uring]\n"
+	"                       a raw disk image as a virtio-blk PCI device; repeatable, up\n"
+	"                       to 16 (the first is the guest's vda); readonly: guest writes\n"
+	"                       fail with an I/O error; id: the serial the guest reads (default\n"
+	"                       the file name); io: the host I/O engine (default uring)\n"
+	"  --rng                a virtio-rng PCI device fed by the host's getrandom()\n"
 	"  --debug-exit         enable the debug-exit port 0xf4: a guest write of v ends\n"
 	"                       kite with status (v << 1) | 1\n"
 	"  --on-reboot A        exit (default) or restart when the guest reboots\n"
 	"  -v, --verbose        more messages on stderr (repeat for debug)\n"
 	"  -h, --help           this text\n"
 	"\n"
-	"On the serial console (stdio), Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A.\n"
+	"On the stdio console (COM1 or hvc0), Ctrl-A x quits and Ctrl-A Ctrl-A sends Ctrl-A.\n"
 	"\n"
 	"exit status: 0 guest powered off or reset, 1 kite error, 2 guest triple fault,\n"
 	"             (v << 1) | 1 guest wrote v to the debug-exit port.\n";
@@ -76,7 +86,26 @@ static uint64_t host_memory_limit(void)
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_ENGINE,
-       OPT_SERIAL, OPT_DEBUG_EXIT, OPT_ON_REBOOT };
+       OPT_SERIAL, OPT_DEBUG_EXIT, OPT_ON_REBOOT, OPT_DISK, OPT_CONSOLE, OPT_RNG };
+
+/* Append one --disk to cfg->disks (an array the caller frees). */
+static int add_disk(struct vm_config *cfg, const char *text)
+{
+	if (cfg->nr_disks >= VM_MAX_DISKS) {
+		kite_err("--disk '%s': at most %d disks", text, VM_MAX_DISKS);
+		return -1;
+	}
+	struct disk_config *d = realloc((void *)cfg->disks, (cfg->nr_disks + 1) * sizeof(*d));
+	if (!d) {
+		kite_err("--disk '%s': out of memory", text);
+		return -1;
+	}
+	cfg->disks = d;
+	if (disk_config_parse(text, &d[cfg->nr_disks]))
+		return -1; /* reported */
+	cfg->nr_disks++;
+	return 0;
+}
 
 static int parse_run_args(int argc, char **argv, struct vm_config *cfg)
 {
@@ -90,6 +119,9 @@ static int parse_run_args(int argc, char **argv, struct vm_config *cfg)
 		{ "serial", required_argument, NULL, OPT_SERIAL },
 		{ "debug-exit", no_argument, NULL, OPT_DEBUG_EXIT },
 		{ "on-reboot", required_argument, NULL, OPT_ON_REBOOT },
+		{ "disk", required_argument, NULL, OPT_DISK },
+		{ "console", required_argument, NULL, OPT_CONSOLE },
+		{ "rng", no_argument, NULL, OPT_RNG },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -160,6 +192,19 @@ static int parse_run_args(int argc, char **argv, struct vm_config *cfg)
 				return -1;
 			}
 			break;
+		case OPT_DISK:
+			if (add_disk(cfg, optarg))
+				return -1;
+			break;
+		case OPT_CONSOLE:
+			if (!strcmp(optarg, "serial")) cfg->console = CONSOLE_SERIAL;
+			else if (!strcmp(optarg, "virtio")) cfg->console = CONSOLE_VIRTIO;
+			else {
+				kite_err("invalid --console '%s': expected serial or virtio", optarg);
+				return -1;
+			}
+			break;
+		case OPT_RNG: cfg->rng = true; break;
 		case ':':
 			kite_err("option '%s' needs a value (see kite run --help)", argv[optind - 1]);
 			return -1;
@@ -214,15 +259,14 @@ static int exit_status(const struct vm *vm)
 	return 1;
 }
 
-static int cmd_run(int argc, char **argv)
+/* The VM's life once cfg is filled; cfg->disks is freed by the caller. */
+static int run_vm(int argc, char **argv, struct vm_config *cfg)
 {
-	struct vm_config cfg;
-	vm_config_defaults(&cfg);
-	if (parse_run_args(argc, argv, &cfg))
+	if (parse_run_args(argc, argv, cfg))
 		return 1;
 
 	const struct engine_ops *engine;
-	if (engine_select(&cfg, &engine))
+	if (engine_select(cfg, &engine))
 		return 1;
 
 	/* SIGINT/SIGTERM end the VM cleanly: they are taken by sigwait here,
@@ -239,7 +283,7 @@ static int cmd_run(int argc, char **argv)
 	if (!vm)
 		return 1;
 	int status = 1;
-	if (vm_create(vm, &cfg, engine) || vm_load(vm) || vm_run(vm)) {
+	if (vm_create(vm, cfg, engine) || vm_load(vm) || vm_run(vm)) {
 		vm_request_stop(vm, VM_STOP_ERROR, 0);
 		goto out;
 	}
@@ -258,6 +302,15 @@ static int cmd_run(int argc, char **argv)
 out:
 	vm_destroy(vm);
 	free(vm);
+	return status;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	struct vm_config cfg;
+	vm_config_defaults(&cfg);
+	int status = run_vm(argc, argv, &cfg);
+	free((void *)cfg.disks);
 	return status;
 }
 

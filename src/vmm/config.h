@@ -9,6 +9,11 @@
 enum engine_choice { ENGINE_AUTO, ENGINE_KVM, ENGINE_SOFT };
 enum serial_mode { SERIAL_STDIO, SERIAL_NONE, SERIAL_FILE };
 enum reboot_action { REBOOT_EXIT, REBOOT_RESTART };
+enum console_mode { CONSOLE_SERIAL, CONSOLE_VIRTIO };
+
+struct disk_config; /* backends/block/block.h */
+/* PCI slots 1-31 are shared by disks, virtio-rng and virtio-console. */
+#define VM_MAX_DISKS 16
 
 #define VM_MIN_MEMORY (16ULL << 20)
 #define VM_DEFAULT_MEMORY (256ULL << 20)
@@ -25,6 +30,10 @@ struct vm_config {
 	enum serial_mode serial;
 	const char *serial_path;  /* for SERIAL_FILE */
 	enum reboot_action on_reboot;
+	const struct disk_config *disks; /* --disk, in order: vda, vdb, ... */
+	unsigned nr_disks;
+	bool rng;                 /* virtio-rng */
+	enum console_mode console;/* where the --serial backend goes: COM1 or hvc0 */
 };
 
 void vm_config_defaults(struct vm_config *cfg);

@@ -18,6 +18,10 @@
 #include "devices/legacy/serial8250.h"
 #include "devices/legacy/test_device.h"
 #include "devices/pci/host_bridge.h"
+#include "devices/virtio/virtio_blk.h"
+#include "devices/virtio/virtio_console.h"
+#include "devices/virtio/virtio_pci.h"
+#include "devices/virtio/virtio_rng.h"
 #include "util/event_loop.h"
 #include "util/log.h"
 #include "vmm/irq.h"
@@ -65,6 +69,68 @@ int vm_add_device(struct vm *vm, const struct device_ops *ops, void *dev)
 	return 0;
 }
 
+static void destroy_blk(void *p) { virtio_blk_destroy(p); }
+static void quiesce_blk(void *p) { virtio_blk_drain(p); }
+static void destroy_rng(void *p) { virtio_rng_destroy(p); }
+static void destroy_console(void *p) { virtio_console_destroy(p); }
+static void quiesce_console(void *p) { virtio_console_quiesce(p); }
+
+/* The virtio devices on PCI bus 0: disks first (slot 1 up, so the first
+ * --disk is the guest's vda), then virtio-rng, then virtio-console. BARs
+ * are placed one after the other in the 32-bit PCI window. */
+static int vm_create_virtio(struct vm *vm, struct char_backend *console_be)
+{
+	struct pci_mmio_window win = { LAYOUT_PCI_MMIO32_START, LAYOUT_PCI_MMIO32_END };
+	unsigned slot = 1;
+	int ret;
+	for (unsigned i = 0; i < vm->cfg->nr_disks; i++) {
+		const struct disk_config *d = &vm->cfg->disks[i];
+		struct virtio_blk *blk;
+		ret = virtio_blk_create_from_config(&blk, &vm->mem, d);
+		if (ret) {
+			char_backend_destroy(console_be);
+			return ret; /* reported, with the path */
+		}
+		struct virtio_pci_owner owner = { blk, destroy_blk, quiesce_blk };
+		ret = virtio_pci_create(vm, virtio_blk_vdev(blk), slot++,
+					pci_mmio_alloc(&win, VIRTIO_PCI_BAR_SIZE), &owner, NULL);
+		if (ret) {
+			kite_err("cannot create the virtio-blk device for disk '%s': %s", d->path,
+				 strerror(-ret));
+			char_backend_destroy(console_be);
+			return ret;
+		}
+	}
+	if (vm->cfg->rng) {
+		struct virtio_rng *rng;
+		ret = virtio_rng_create(&rng, &vm->mem);
+		if (!ret) {
+			struct virtio_pci_owner owner = { rng, destroy_rng, NULL };
+			ret = virtio_pci_create(vm, virtio_rng_vdev(rng), slot++,
+						pci_mmio_alloc(&win, VIRTIO_PCI_BAR_SIZE), &owner, NULL);
+		}
+		if (ret) {
+			kite_err("cannot create the virtio-rng device: %s", strerror(-ret));
+			char_backend_destroy(console_be);
+			return ret;
+		}
+	}
+	if (console_be) {
+		struct virtio_console *con;
+		ret = virtio_console_create(&con, &vm->mem, console_be);
+		if (!ret) {
+			struct virtio_pci_owner owner = { con, destroy_console, quiesce_console };
+			ret = virtio_pci_create(vm, virtio_console_vdev(con), slot++,
+						pci_mmio_alloc(&win, VIRTIO_PCI_BAR_SIZE), &owner, NULL);
+		}
+		if (ret) {
+			kite_err("cannot create the virtio-console device: %s", strerror(-ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
 /* The devices every kite PC has, on both engines. */
 static int vm_create_devices(struct vm *vm)
 {
@@ -84,11 +150,24 @@ static int vm_create_devices(struct vm *vm)
 	ret = char_backend_create(vm->cfg, vm, vm->loop, &serial_be);
 	if (ret)
 		return ret; /* reported, with the path */
+	/* --console virtio: the backend goes to hvc0, COM1 gets nothing. */
+	struct char_backend *console_be = NULL;
+	if (vm->cfg->console == CONSOLE_VIRTIO) {
+		console_be = serial_be;
+		if ((ret = char_null_create(&serial_be))) {
+			char_backend_destroy(console_be);
+			return ret;
+		}
+	}
 	ret = serial8250_create(vm, PORT_COM1, IRQ_COM1, serial_be, NULL);
 	if (ret) {
 		kite_err("cannot create the serial port: %s", strerror(-ret));
+		char_backend_destroy(console_be);
 		return ret;
 	}
+	ret = vm_create_virtio(vm, console_be);
+	if (ret)
+		return ret;
 	/* test-run devices: the debug-exit port and the register-echo device */
 	if (vm->cfg->debug_exit && !(ret = debug_exit_create(vm)))
 		ret = test_device_create(vm);
@@ -240,6 +319,7 @@ void vm_destroy(struct vm *vm)
 				vm->engine->vcpu_destroy(&vm->vcpus[i]);
 		free(vm->vcpus);
 		vm->vcpus = NULL;
+		vm->nr_vcpus = 0; /* main.c may still call vm_request_stop */
 	}
 	if (vm->engine_data)
 		vm->engine->vm_destroy(vm);

@@ -92,9 +92,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			uint8_t fl = (uint8_t)take(&in, 1);
 			uint32_t len = (uint32_t)take(&in, 2) % (SLOT_SIZE + 1);
 			uint64_t addr;
-			if ((fl & 0xf0) == 0xf0)
-				addr = take(&in, 8); /* anywhere at all */
-			else
+			if ((fl & 0xf0) == 0xf0) {
+				addr = take(&in, 8); /* anywhere at all... */
+				/* ...but the rings: a device writing where the driver
+				 * told it may overwrite them, which is the driver's
+				 * own doing and would defeat the used-ring check. */
+				if (addr < SLOT_BASE && addr + len > RING)
+					addr = SLOT_BASE + NSLOTS * SLOT_SIZE + (addr & 0xfff);
+			} else
 				addr = SLOT_BASE + (uint64_t)(slot++ % NSLOTS) * SLOT_SIZE + (fl >> 4);
 			uint16_t flags = fl & (VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_INDIRECT);
 			if (k + 1 < nd)

@@ -287,6 +287,9 @@ Test(acpi, iasl_parses_every_table)
 	expect(s, "0x000A0000,         // Range Minimum");
 	expect(s, "0xC0000000,         // Range Minimum");
 	expect(s, "0xDFFFFFFF,         // Range Maximum");
+	expect(s, "Name (_PRT, Package (0x7C)");
+	expect(s, "0x0001FFFF, \n                    Zero, \n                    Zero, \n                    0x11");
+	expect(s, "0x001FFFFF, \n                    0x03, \n                    Zero, \n                    0x12");
 	expect(s, "Device (COM1)");
 	expect(s, "EisaId (\"PNP0501\")");
 	expect(s, "0x03F8,             // Range Minimum");

@@ -8,7 +8,8 @@
  *   Scope (\_SB) {
  *     Device (PCI0)  PNP0A08/PNP0A03, _SEG/_BBN/_UID 0, _CRS: bus 0-255,
  *                    I/O 0-0xCF7 and 0xD00-0xFFFF, config ports 0xCF8-0xCFF,
- *                    MMIO 0xA0000-0xBFFFF and the 32-bit PCI window
+ *                    MMIO 0xA0000-0xBFFFF and the 32-bit PCI window;
+ *                    _PRT: slot s, pin p (INTA = 0) -> GSI 16 + (s + p) % 8
  *     Device (COM1)  PNP0501: I/O 0x3F8-0x3FF, IRQ 4
  *     Device (RESV)  PNP0C02: the ECAM window (motherboard resource, so that
  *                    Linux trusts MCFG)
@@ -24,6 +25,8 @@
 
 #include "arch/x86/layout.h"
 #include "devices/legacy/acpi_pm.h"
+
+#define ACPI_PCI_INTX_GSI_BASE 16
 
 /* ---- a growable byte buffer ---- */
 
@@ -313,6 +316,32 @@ static void aml_device_begin(struct buf *b, const char *name, size_t *mark)
 	aml_nameseg(b, name);
 }
 
+/* Name (_PRT, Package () { Package () { 0xSSSSFFFF, pin, Zero, gsi }, ... })
+ * for slots 1-31: legacy INTx goes straight to IOAPIC pins 16-23 (no link
+ * devices), level-triggered. devices/virtio/virtio_pci.h
+ * (virtio_pci_intx_gsi) uses the same swizzle for INTA. */
+static void aml_prt(struct buf *b)
+{
+	put8(b, AML_NAME);
+	aml_nameseg(b, "_PRT");
+	put8(b, AML_PACKAGE);
+	size_t m = aml_pkg_begin(b);
+	put8(b, 31 * 4);
+	for (unsigned slot = 1; slot < 32; slot++) {
+		for (unsigned pin = 0; pin < 4; pin++) {
+			put8(b, AML_PACKAGE);
+			size_t e = aml_pkg_begin(b);
+			put8(b, 4);
+			aml_int(b, ((uint64_t)slot << 16) | 0xFFFF);
+			aml_int(b, pin);
+			aml_int(b, 0);
+			aml_int(b, ACPI_PCI_INTX_GSI_BASE + (slot + pin) % 8);
+			aml_pkg_end(b, e);
+		}
+	}
+	aml_pkg_end(b, m);
+}
+
 static void build_dsdt(struct buf *b, unsigned nr_cpus)
 {
 	header(b, "DSDT", 2);        /* rev 2: 64-bit integers */
@@ -351,6 +380,7 @@ static void build_dsdt(struct buf *b, unsigned nr_cpus)
 	res_dword_mem(&r, true, LAYOUT_BIOS_START, 0xBFFFF);  /* VGA window */
 	res_dword_mem(&r, false, LAYOUT_PCI_MMIO32_START, LAYOUT_PCI_MMIO32_END - 1);
 	aml_name_resources(b, "_CRS", &r);
+	aml_prt(b);
 	aml_pkg_end(b, dev);
 
 	r.len = 0;
