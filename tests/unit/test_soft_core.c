@@ -1077,3 +1077,26 @@ Test(soft_core, cpuid_model)
 	cr_assert(!(e.st.gpr[RCX] & (1u << 26)), "no XSAVE");
 	env_fini(&e);
 }
+
+/* 64-bit at 0x10000: the most negative 128-bit dividend over -1
+ * mov rdx, 0x8000000000000000
+ * xor eax, eax
+ * mov rcx, -1
+ * idiv rcx
+ * hlt
+ */
+static const uint8_t code_idiv_ovf[] = {
+	0x48, 0xba, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x31, 0xc0,
+	0x48, 0xc7, 0xc1, 0xff, 0xff, 0xff, 0xff, 0x48, 0xf7, 0xf9, 0xf4,
+};
+
+Test(soft_core, idiv_overflow_is_divide_error)
+{
+	struct env e;
+	setup_long(&e, code_idiv_ovf, sizeof(code_idiv_ovf));
+	run(&e, 100);
+	cr_assert_eq(e.res.stop, SOFT_STOP_EXCEPTION);
+	cr_assert_eq(e.res.vector, 0);
+	cr_assert_eq(e.st.rip, CODE + 19);
+	env_fini(&e);
+}

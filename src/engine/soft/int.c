@@ -677,7 +677,7 @@ H(h_idiv)
 		int64_t q = n / d; if (q != (int32_t)q) soft_raise(cpu, 0, 0, false);
 		wr_gpr(cpu, RAX, 4, (uint64_t)q); wr_gpr(cpu, RDX, 4, (uint64_t)(n % d)); break; }
 	default: { __int128 n = (__int128)(((unsigned __int128)cpu->s.gpr[RDX] << 64) | cpu->s.gpr[RAX]);
-		if (d == -1 && n == -n && n != 0) soft_raise(cpu, 0, 0, false);
+		if (d == -1 && (unsigned __int128)n == (unsigned __int128)1 << 127) soft_raise(cpu, 0, 0, false);
 		__int128 q = n / d; if (q != (int64_t)q) soft_raise(cpu, 0, 0, false);
 		cpu->s.gpr[RAX] = (uint64_t)q; cpu->s.gpr[RDX] = (uint64_t)(n % d); break; }
 	}
