@@ -67,6 +67,17 @@ ALU_FORMS(xor, a ^ b, LF_LOGIC, 1)
 ALU_FORMS(cmp, a - b, LF_SUB, 0)
 ALU_FORMS(test, a & b, LF_LOGIC, 0)
 
+/* MOV to memory from an immediate or a small register; LEA. */
+H(mov_mi) { unsigned sz = in->op[0].size; lin_write(cpu, ea_lin(cpu, in, sz, true), sz, in->imm); return SOFT_NEXT; }
+H(mov_mr_small)
+{
+	unsigned sz = in->op[0].size;
+	lin_write(cpu, ea_lin(cpu, in, sz, true), sz, rd_gpr(cpu, in->op[1].reg, sz));
+	return SOFT_NEXT;
+}
+H(lea64) { cpu->s.gpr[in->op[0].reg] = ea_off(cpu, in); return SOFT_NEXT; }
+H(lea32) { cpu->s.gpr[in->op[0].reg] = (uint32_t)ea_off(cpu, in); return SOFT_NEXT; }
+
 /* MOVZX to a 32/64-bit register (both clear the upper half). */
 H(movzx_r8) { cpu->s.gpr[in->op[0].reg] = rd_gpr(cpu, in->op[1].reg, 1); return SOFT_NEXT; }
 H(movzx_r16) { cpu->s.gpr[in->op[0].reg] = cpu->s.gpr[in->op[1].reg] & 0xffff; return SOFT_NEXT; }
@@ -111,6 +122,10 @@ void soft_specialize(struct sinsn *in)
 	case ZYDIS_MNEMONIC_JNZ: if (d->kind == OP_IMM) in->fn = jnz; return;
 	case ZYDIS_MNEMONIC_JS: if (d->kind == OP_IMM) in->fn = js; return;
 	case ZYDIS_MNEMONIC_JNS: if (d->kind == OP_IMM) in->fn = jns; return;
+	case ZYDIS_MNEMONIC_LEA:
+		if (in->nops >= 2 && d->kind == OP_REG && d->reg < 16 && (d->size == 8 || d->size == 4))
+			in->fn = d->size == 8 ? lea64 : lea32;
+		return;
 	case ZYDIS_MNEMONIC_MOVZX:
 		if (in->nops < 2 || d->kind != OP_REG || d->reg >= 16 || (d->size != 4 && d->size != 8))
 			return;
@@ -164,11 +179,21 @@ void soft_specialize(struct sinsn *in)
 void soft_specialize_store(struct sinsn *in)
 {
 	const struct sop *d = &in->op[0], *s = &in->op[1];
-	if (in->mnemonic != ZYDIS_MNEMONIC_MOV || in->nops < 2 || d->kind != OP_MEM ||
-	    s->kind != OP_REG || s->reg >= 16 || d->size != s->size)
+	if (in->mnemonic != ZYDIS_MNEMONIC_MOV || in->nops < 2 || d->kind != OP_MEM)
 		return;
-	if (d->size == 8)
+	unsigned sz = d->size;
+	if (sz != 1 && sz != 2 && sz != 4 && sz != 8)
+		return;
+	if (s->kind == OP_IMM) {
+		in->fn = mov_mi;
+		return;
+	}
+	if (s->kind != OP_REG || s->size != sz)
+		return;
+	if (sz == 8 && s->reg < 16)
 		in->fn = mov_mr64;
-	else if (d->size == 4)
+	else if (sz == 4 && s->reg < 16)
 		in->fn = mov_mr32;
+	else if (sz <= 2)
+		in->fn = mov_mr_small;
 }
