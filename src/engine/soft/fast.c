@@ -108,11 +108,169 @@ H(jnz) { return zf_now(cpu) ? SOFT_NEXT : jump_to(cpu, in); }
 H(js) { return sf_now(cpu) ? jump_to(cpu, in) : SOFT_NEXT; }
 H(jns) { return sf_now(cpu) ? SOFT_NEXT : jump_to(cpu, in); }
 
-struct form {
-	soft_handler rr64, rr32, ri64, ri32;
+/* Every Jcc rel with its condition known at compile time: after CMP/SUB
+ * (LF_SUB) the carry/zero/signed conditions come from the saved operands,
+ * after logic ops from the result; anything else asks soft_cond. */
+static inline __attribute__((always_inline)) bool cond_fast(struct soft_cpu *cpu, unsigned cc)
+{
+	unsigned k = cc >> 1;
+	bool r;
+	if (cpu->lf_op == LF_SUB && (k == 1 || k == 2 || k == 3 || k == 6 || k == 7)) {
+		unsigned sz = cpu->lf_size;
+		uint64_t m = size_mask(sz);
+		uint64_t a = cpu->lf_src1 & m, b = cpu->lf_src2 & m;
+		int64_t sa = (int64_t)sext(a, sz), sb = (int64_t)sext(b, sz);
+		switch (k) {
+		case 1: r = a < b; break;
+		case 2: r = a == b; break;
+		case 3: r = a <= b; break;
+		case 6: r = sa < sb; break;
+		default: r = sa <= sb; break;
+		}
+		return (cc & 1) ? !r : r;
+	}
+	if (cpu->lf_op == LF_LOGIC && (k == 0 || k == 1 || k == 2 || k == 3 || k == 4 || k == 6 || k == 7)) {
+		/* CF = OF = 0 */
+		unsigned sz = cpu->lf_size;
+		uint64_t v = cpu->lf_res & size_mask(sz);
+		bool zf = v == 0, sf = (v >> (sz * 8 - 1)) & 1;
+		switch (k) {
+		case 0: case 1: r = false; break;
+		case 2: case 3: r = zf; break;
+		case 4: case 6: r = sf; break;
+		default: r = zf || sf; break;
+		}
+		return (cc & 1) ? !r : r;
+	}
+	return soft_cond(cpu, cc);
+}
+
+#define JCC(cc) H(jcc_##cc) { return cond_fast(cpu, cc) ? jump_to(cpu, in) : SOFT_NEXT; }
+JCC(0) JCC(1) JCC(2) JCC(3) JCC(4) JCC(5) JCC(6) JCC(7)
+JCC(8) JCC(9) JCC(10) JCC(11) JCC(12) JCC(13) JCC(14) JCC(15)
+static const soft_handler jcc_fast[16] = {
+	jcc_0, jcc_1, jcc_2, jcc_3, jcc_4, jcc_5, jcc_6, jcc_7,
+	jcc_8, jcc_9, jcc_10, jcc_11, jcc_12, jcc_13, jcc_14, jcc_15,
 };
 
-#define FORMS(name) { name##_rr64, name##_rr32, name##_ri64, name##_ri32 }
+/* CMOVcc between 32/64-bit registers (CMOV always writes a 32-bit
+ * destination, so its upper half is cleared either way). */
+#define CMOV(cc)                                                                     \
+	H(cmov_##cc)                                                                 \
+	{                                                                            \
+		uint64_t v = cpu->s.gpr[in->op[1].reg];                              \
+		if (!cond_fast(cpu, cc))                                             \
+			v = cpu->s.gpr[in->op[0].reg];                               \
+		cpu->s.gpr[in->op[0].reg] = in->op[0].size == 8 ? v : (uint32_t)v;   \
+		return SOFT_NEXT;                                                    \
+	}
+CMOV(0) CMOV(1) CMOV(2) CMOV(3) CMOV(4) CMOV(5) CMOV(6) CMOV(7)
+CMOV(8) CMOV(9) CMOV(10) CMOV(11) CMOV(12) CMOV(13) CMOV(14) CMOV(15)
+static const soft_handler cmov_fast[16] = {
+	cmov_0, cmov_1, cmov_2, cmov_3, cmov_4, cmov_5, cmov_6, cmov_7,
+	cmov_8, cmov_9, cmov_10, cmov_11, cmov_12, cmov_13, cmov_14, cmov_15,
+};
+
+/* ALU with a memory operand, 32/64 bits: reg op= [mem], [mem] op= reg/imm
+ * (no LOCK), CMP/TEST against memory. Same order of accesses as the
+ * generic rmw(): the read-modify-write takes a host pointer when the page
+ * is writable RAM without code, else the slow accessors. */
+static inline __attribute__((always_inline)) uint64_t mem_src(const struct sinsn *in, const struct soft_cpu *cpu, unsigned sz)
+{
+	if (in->op[1].kind == OP_IMM)
+		return in->imm & size_mask(sz);
+	return cpu->s.gpr[in->op[1].reg] & size_mask(sz);
+}
+#define MEM_FORMS(name, expr, LF, WB)                                                 \
+	static inline __attribute__((always_inline)) int name##_m(struct soft_cpu *cpu, const struct sinsn *in, unsigned sz) \
+	{                                                                             \
+		uint64_t b = mem_src(in, cpu, sz);                                    \
+		if (!(WB)) {                                                          \
+			uint64_t a = lin_read(cpu, ea_lin(cpu, in, sz, false), sz);   \
+			uint64_t r = expr;                          \
+			lf_set(cpu, LF, sz, a, b, r);                                 \
+			return SOFT_NEXT;                                             \
+		}                                                                     \
+		uint64_t la = ea_lin(cpu, in, sz, true);                              \
+		void *p = lin_ptr_w(cpu, la, sz);                                     \
+		uint64_t a = 0;                                                       \
+		if (p)                                                                \
+			memcpy(&a, p, sz);                                            \
+		else                                                                  \
+			soft_lin_read(cpu, la, &a, sz, ACC_READ);                     \
+		uint64_t r = expr;                                  \
+		lf_set(cpu, LF, sz, a, b, r);                                         \
+		if (p)                                                                \
+			memcpy(p, &r, sz);                                            \
+		else                                                                  \
+			soft_lin_write(cpu, la, &r, sz, ACC_WRITE);                   \
+		return SOFT_NEXT;                                                     \
+	}                                                                             \
+	H(name##_m64) { return name##_m(cpu, in, 8); }                                \
+	H(name##_m32) { return name##_m(cpu, in, 4); }                                \
+	H(name##_rm64)                                                                \
+	{                                                                             \
+		uint64_t a = cpu->s.gpr[in->op[0].reg];                               \
+		uint64_t b = lin_read(cpu, ea_lin(cpu, in, 8, false), 8);             \
+		uint64_t r = expr;                                                    \
+		if (WB)                                                               \
+			cpu->s.gpr[in->op[0].reg] = r;                                \
+		lf_set(cpu, LF, 8, a, b, r);                                          \
+		return SOFT_NEXT;                                                     \
+	}                                                                             \
+	H(name##_rm32)                                                                \
+	{                                                                             \
+		uint64_t a = (uint32_t)cpu->s.gpr[in->op[0].reg];                     \
+		uint64_t b = lin_read(cpu, ea_lin(cpu, in, 4, false), 4);             \
+		uint64_t r = (uint32_t)(expr);                                        \
+		if (WB)                                                               \
+			cpu->s.gpr[in->op[0].reg] = r;                                \
+		lf_set(cpu, LF, 4, a, b, r);                                          \
+		return SOFT_NEXT;                                                     \
+	}
+
+MEM_FORMS(add, a + b, LF_ADD, 1)
+MEM_FORMS(sub, a - b, LF_SUB, 1)
+MEM_FORMS(and, a & b, LF_LOGIC, 1)
+MEM_FORMS(or, a | b, LF_LOGIC, 1)
+MEM_FORMS(xor, a ^ b, LF_LOGIC, 1)
+MEM_FORMS(cmp, a - b, LF_SUB, 0)
+MEM_FORMS(test, a & b, LF_LOGIC, 0)
+
+/* Shifts of a 32/64-bit register by an immediate or CL. A zero count
+ * changes no flags but still writes a 32-bit destination. */
+#define SHIFT_FORMS(name, LF, expr)                                                   \
+	static inline __attribute__((always_inline)) int name##_r(struct soft_cpu *cpu, const struct sinsn *in, unsigned sz) \
+	{                                                                             \
+		uint64_t c = in->op[1].kind == OP_IMM ? in->imm : cpu->s.gpr[RCX];    \
+		unsigned n = (unsigned)(c & (sz == 8 ? 63 : 31));                     \
+		uint64_t a = cpu->s.gpr[in->op[0].reg] & size_mask(sz);               \
+		if (!n) {                                                             \
+			cpu->s.gpr[in->op[0].reg] = a;                                \
+			return SOFT_NEXT;                                             \
+		}                                                                     \
+		uint64_t r = expr;                                                    \
+		lf_set(cpu, LF, sz, a, n, r);                                         \
+		cpu->s.gpr[in->op[0].reg] = r & size_mask(sz);                        \
+		return SOFT_NEXT;                                                     \
+	}                                                                             \
+	H(name##_r64) { return name##_r(cpu, in, 8); }                                \
+	H(name##_r32) { return name##_r(cpu, in, 4); }
+SHIFT_FORMS(shl, LF_SHL, a << n)
+SHIFT_FORMS(shr, LF_SHR, a >> n)
+SHIFT_FORMS(sar, LF_SAR, (uint64_t)((int64_t)sext(a, sz) >> n))
+
+/* INC/DEC of a 32/64-bit register: CF is kept (parked in lf_cf). */
+H(inc_r64) { uint8_t cf = soft_cf(cpu); uint64_t a = cpu->s.gpr[in->op[0].reg], r = a + 1; cpu->s.gpr[in->op[0].reg] = r; lf_set(cpu, LF_INC, 8, a, 1, r); cpu->lf_cf = cf; return SOFT_NEXT; }
+H(inc_r32) { uint8_t cf = soft_cf(cpu); uint64_t a = (uint32_t)cpu->s.gpr[in->op[0].reg], r = a + 1; cpu->s.gpr[in->op[0].reg] = (uint32_t)r; lf_set(cpu, LF_INC, 4, a, 1, r); cpu->lf_cf = cf; return SOFT_NEXT; }
+H(dec_r64) { uint8_t cf = soft_cf(cpu); uint64_t a = cpu->s.gpr[in->op[0].reg], r = a - 1; cpu->s.gpr[in->op[0].reg] = r; lf_set(cpu, LF_DEC, 8, a, 1, r); cpu->lf_cf = cf; return SOFT_NEXT; }
+H(dec_r32) { uint8_t cf = soft_cf(cpu); uint64_t a = (uint32_t)cpu->s.gpr[in->op[0].reg], r = a - 1; cpu->s.gpr[in->op[0].reg] = (uint32_t)r; lf_set(cpu, LF_DEC, 4, a, 1, r); cpu->lf_cf = cf; return SOFT_NEXT; }
+
+struct form {
+	soft_handler rr64, rr32, ri64, ri32, rm64, rm32;
+};
+
+#define FORMS(name) { name##_rr64, name##_rr32, name##_ri64, name##_ri32, name##_rm64, name##_rm32 }
 
 void soft_specialize(struct sinsn *in)
 {
@@ -122,6 +280,20 @@ void soft_specialize(struct sinsn *in)
 	case ZYDIS_MNEMONIC_JNZ: if (d->kind == OP_IMM) in->fn = jnz; return;
 	case ZYDIS_MNEMONIC_JS: if (d->kind == OP_IMM) in->fn = js; return;
 	case ZYDIS_MNEMONIC_JNS: if (d->kind == OP_IMM) in->fn = jns; return;
+	case ZYDIS_MNEMONIC_JO: case ZYDIS_MNEMONIC_JNO: case ZYDIS_MNEMONIC_JB: case ZYDIS_MNEMONIC_JNB:
+	case ZYDIS_MNEMONIC_JBE: case ZYDIS_MNEMONIC_JNBE: case ZYDIS_MNEMONIC_JP: case ZYDIS_MNEMONIC_JNP:
+	case ZYDIS_MNEMONIC_JL: case ZYDIS_MNEMONIC_JNL: case ZYDIS_MNEMONIC_JLE: case ZYDIS_MNEMONIC_JNLE:
+		if (d->kind == OP_IMM)
+			in->fn = jcc_fast[in->opcode & 0xf];
+		return;
+	case ZYDIS_MNEMONIC_CMOVO: case ZYDIS_MNEMONIC_CMOVNO: case ZYDIS_MNEMONIC_CMOVB: case ZYDIS_MNEMONIC_CMOVNB:
+	case ZYDIS_MNEMONIC_CMOVZ: case ZYDIS_MNEMONIC_CMOVNZ: case ZYDIS_MNEMONIC_CMOVBE: case ZYDIS_MNEMONIC_CMOVNBE:
+	case ZYDIS_MNEMONIC_CMOVS: case ZYDIS_MNEMONIC_CMOVNS: case ZYDIS_MNEMONIC_CMOVP: case ZYDIS_MNEMONIC_CMOVNP:
+	case ZYDIS_MNEMONIC_CMOVL: case ZYDIS_MNEMONIC_CMOVNL: case ZYDIS_MNEMONIC_CMOVLE: case ZYDIS_MNEMONIC_CMOVNLE:
+		if (in->nops >= 2 && d->kind == OP_REG && s->kind == OP_REG && d->reg < 16 && s->reg < 16 &&
+		    (d->size == 4 || d->size == 8) && s->size == d->size)
+			in->fn = cmov_fast[in->opcode & 0xf];
+		return;
 	case ZYDIS_MNEMONIC_LEA:
 		if (in->nops >= 2 && d->kind == OP_REG && d->reg < 16 && (d->size == 8 || d->size == 4))
 			in->fn = d->size == 8 ? lea64 : lea32;
@@ -141,9 +313,42 @@ void soft_specialize(struct sinsn *in)
 	default:
 		break;
 	}
-	if (in->nops < 2 || d->kind != OP_REG || d->reg >= 16 || in->pfx & PFX_LOCK)
+	if ((in->mnemonic == ZYDIS_MNEMONIC_INC || in->mnemonic == ZYDIS_MNEMONIC_DEC) && in->nops >= 1 &&
+	    d->kind == OP_REG && d->reg < 16 && (d->size == 4 || d->size == 8)) {
+		bool inc = in->mnemonic == ZYDIS_MNEMONIC_INC;
+		in->fn = d->size == 8 ? (inc ? inc_r64 : dec_r64) : (inc ? inc_r32 : dec_r32);
+		return;
+	}
+	if (in->nops < 2 || in->pfx & PFX_LOCK)
+		return;
+	if (d->kind == OP_MEM && (d->size == 4 || d->size == 8) &&
+	    ((s->kind == OP_REG && s->reg < 16 && s->size == d->size) || s->kind == OP_IMM)) {
+		bool w = d->size == 8;
+		switch (in->mnemonic) {
+		case ZYDIS_MNEMONIC_ADD: in->fn = w ? add_m64 : add_m32; break;
+		case ZYDIS_MNEMONIC_SUB: in->fn = w ? sub_m64 : sub_m32; break;
+		case ZYDIS_MNEMONIC_AND: in->fn = w ? and_m64 : and_m32; break;
+		case ZYDIS_MNEMONIC_OR: in->fn = w ? or_m64 : or_m32; break;
+		case ZYDIS_MNEMONIC_XOR: in->fn = w ? xor_m64 : xor_m32; break;
+		case ZYDIS_MNEMONIC_CMP: in->fn = w ? cmp_m64 : cmp_m32; break;
+		case ZYDIS_MNEMONIC_TEST: in->fn = w ? test_m64 : test_m32; break;
+		default: break;
+		}
+		return;
+	}
+	if (d->kind != OP_REG || d->reg >= 16)
 		return;
 	unsigned sz = d->size;
+	if ((sz == 4 || sz == 8) &&
+	    (s->kind == OP_IMM || (s->kind == OP_REG && s->reg == RCX && s->size == 1))) {
+		bool w = sz == 8;
+		switch (in->mnemonic) {
+		case ZYDIS_MNEMONIC_SHL: in->fn = w ? shl_r64 : shl_r32; return;
+		case ZYDIS_MNEMONIC_SHR: in->fn = w ? shr_r64 : shr_r32; return;
+		case ZYDIS_MNEMONIC_SAR: in->fn = w ? sar_r64 : sar_r32; return;
+		default: break;
+		}
+	}
 	if (sz != 4 && sz != 8)
 		return;
 	bool w = sz == 8;
@@ -173,6 +378,8 @@ void soft_specialize(struct sinsn *in)
 		in->fn = w ? f->rr64 : f->rr32;
 	else if (s->kind == OP_IMM)
 		in->fn = w ? f->ri64 : f->ri32;
+	else if (s->kind == OP_MEM && s->size == sz)
+		in->fn = w ? f->rm64 : f->rm32;
 }
 
 /* MOV to memory from a register: destination operand 0 is memory. */

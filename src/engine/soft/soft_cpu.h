@@ -172,6 +172,7 @@ struct sinsn {
 	uint8_t opmap;    /* Zydis opcode map */
 	uint8_t modrm_reg; /* ModRM.reg (group opcodes: FF /3 vs /2...) */
 	struct sop op[3];
+	uint16_t off;     /* offset from the start of its block (set by tc_build) */
 };
 
 /* ---- translation cache ---- */
@@ -184,6 +185,14 @@ struct tblock {
 	uint8_t valid;
 	uint16_t ninsn;
 	uint32_t pad;
+	/* Direct links to the blocks that ran after this one (64-bit code):
+	 * next RIP, jump-cache key and generation they were made under. A
+	 * link is used only while its generation is current, so every TLB
+	 * flush and code invalidation unlinks all blocks at once. */
+	struct tblock *link[2];
+	uint64_t link_rip[2];
+	uint32_t link_key[2];
+	uint32_t link_gen[2];
 	struct sinsn insn[];
 };
 
@@ -314,6 +323,9 @@ struct soft_cpu {
 	bool mode_dirty;      /* a handler changed mode state: end the block */
 	uint64_t insns;
 	uint64_t max_insns;
+	/* the block being run: its first instruction and the one executing,
+	 * so a longjmp out of a handler can count what retired */
+	const struct sinsn *cur_first, *cur_in;
 	uint64_t tsc_offset;
 	uint64_t tsc_adjust;       /* IA32_TSC_ADJUST */
 	uint64_t trap_rip;
