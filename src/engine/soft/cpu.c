@@ -493,6 +493,7 @@ static struct tblock *tc_build(struct soft_cpu *cpu, uint64_t la, uint64_t pa)
 		if (cpu->code_size != 8 && cpu->code_size == 2 && ((cpu->s.rip + off) >> 16))
 			break;
 	}
+	soft_fuse_block(b->insn, n);
 	b->pa = pa;
 	b->link_gen[0] = b->link_gen[1] = 0; /* jc_gen is never 0 */
 	b->mode = cpu->code_size;
@@ -619,7 +620,7 @@ int soft_exec(struct soft_cpu *cpu)
 				if (__builtin_ia32_rdtsc() >= cpu->timer_tsc)
 					soft_platform_timers(cpu);
 			}
-			if (soft_lapic_maybe_pending(cpu))
+			if (atomic_load_explicit(cpu->lapic_hint, memory_order_acquire))
 				soft_platform_accept(cpu);
 		}
 		if (cpu->deliver && (cpu->s.halted || cpu->s.wait_for_sipi))
@@ -672,6 +673,7 @@ int soft_exec(struct soft_cpu *cpu)
 		const uint64_t mask = cpu->code_size == 8 ? ~0ULL : cpu->code_size == 4 ? 0xffffffffULL : 0xffff;
 		const struct sinsn *in = b->insn, *end = b->insn + n;
 		cpu->cur_first = in;
+		cpu->cur_end = end;
 		for (; in < end; in++) {
 			cpu->cur_in = in;
 			cpu->s.rip = (base + in->off) & mask;

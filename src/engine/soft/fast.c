@@ -266,6 +266,43 @@ H(inc_r32) { uint8_t cf = soft_cf(cpu); uint64_t a = (uint32_t)cpu->s.gpr[in->op
 H(dec_r64) { uint8_t cf = soft_cf(cpu); uint64_t a = cpu->s.gpr[in->op[0].reg], r = a - 1; cpu->s.gpr[in->op[0].reg] = r; lf_set(cpu, LF_DEC, 8, a, 1, r); cpu->lf_cf = cf; return SOFT_NEXT; }
 H(dec_r32) { uint8_t cf = soft_cf(cpu); uint64_t a = (uint32_t)cpu->s.gpr[in->op[0].reg], r = a - 1; cpu->s.gpr[in->op[0].reg] = (uint32_t)r; lf_set(cpu, LF_DEC, 4, a, 1, r); cpu->lf_cf = cf; return SOFT_NEXT; }
 
+/* IMUL r32/r64 with two or three operands (r, r/m; r, r/m, imm). */
+static inline __attribute__((always_inline)) int imul_f(struct soft_cpu *cpu, const struct sinsn *in, unsigned sz, bool mem, bool three)
+{
+	uint64_t src = mem ? lin_read(cpu, ea_lin(cpu, in, sz, false), sz) : cpu->s.gpr[in->op[1].reg];
+	int64_t a, b;
+	if (three) {
+		a = (int64_t)sext(src & size_mask(sz), sz);
+		b = (int64_t)sext(in->imm & size_mask(sz), sz);
+	} else {
+		a = (int64_t)sext(cpu->s.gpr[in->op[0].reg] & size_mask(sz), sz);
+		b = (int64_t)sext(src & size_mask(sz), sz);
+	}
+	uint64_t lo;
+	bool ovf;
+	if (sz == 4) {
+		int64_t r = a * b;
+		lo = (uint64_t)r;
+		ovf = r != (int32_t)r;
+		cpu->s.gpr[in->op[0].reg] = (uint32_t)lo;
+	} else {
+		__int128 r = (__int128)a * b;
+		lo = (uint64_t)r;
+		ovf = r != (__int128)(int64_t)lo;
+		cpu->s.gpr[in->op[0].reg] = lo;
+	}
+	lf_set(cpu, LF_MUL, sz, lo, ovf, lo);
+	return SOFT_NEXT;
+}
+H(imul_rr32) { return imul_f(cpu, in, 4, false, false); }
+H(imul_rr64) { return imul_f(cpu, in, 8, false, false); }
+H(imul_rm32) { return imul_f(cpu, in, 4, true, false); }
+H(imul_rm64) { return imul_f(cpu, in, 8, true, false); }
+H(imul_rri32) { return imul_f(cpu, in, 4, false, true); }
+H(imul_rri64) { return imul_f(cpu, in, 8, false, true); }
+H(imul_rmi32) { return imul_f(cpu, in, 4, true, true); }
+H(imul_rmi64) { return imul_f(cpu, in, 8, true, true); }
+
 struct form {
 	soft_handler rr64, rr32, ri64, ri32, rm64, rm32;
 };
@@ -321,6 +358,16 @@ void soft_specialize(struct sinsn *in)
 	}
 	if (in->nops < 2 || in->pfx & PFX_LOCK)
 		return;
+	if (in->mnemonic == ZYDIS_MNEMONIC_IMUL && d->kind == OP_REG && d->reg < 16 &&
+	    (d->size == 4 || d->size == 8) && s->size == d->size &&
+	    ((s->kind == OP_REG && s->reg < 16) || s->kind == OP_MEM)) {
+		bool w = d->size == 8, m = s->kind == OP_MEM;
+		if (in->nops >= 3 && in->op[2].kind == OP_IMM)
+			in->fn = w ? (m ? imul_rmi64 : imul_rri64) : (m ? imul_rmi32 : imul_rri32);
+		else if (in->nops == 2 || in->op[2].kind == OP_NONE)
+			in->fn = w ? (m ? imul_rm64 : imul_rr64) : (m ? imul_rm32 : imul_rr32);
+		return;
+	}
 	if (d->kind == OP_MEM && (d->size == 4 || d->size == 8) &&
 	    ((s->kind == OP_REG && s->reg < 16 && s->size == d->size) || s->kind == OP_IMM)) {
 		bool w = d->size == 8;
@@ -403,4 +450,109 @@ void soft_specialize_store(struct sinsn *in)
 		in->fn = mov_mr32;
 	else if (sz <= 2)
 		in->fn = mov_mr_small;
+}
+
+/* CMP/TEST of 32/64-bit registers followed by a Jcc rel: one dispatch for
+ * both. The fused handler sets the flags as CMP/TEST does, then decides
+ * the branch from its own operands and retires both instructions (it
+ * counts the Jcc itself). When the Jcc is not part of this run of the
+ * block (single-stepping, an instruction limit) it acts as the plain
+ * CMP/TEST. JO/JNO/JP/JNP are not fused. */
+static inline __attribute__((always_inline)) int fused_branch(struct soft_cpu *cpu, const struct sinsn *in, bool take)
+{
+	const struct sinsn *j = in + 1;
+	uint64_t jrip = cpu->s.rip + in->len;
+	cpu->insns++;
+	if (cpu->code_size == 8) {
+		cpu->s.rip = take ? jrip + j->len + j->imm : jrip + j->len;
+		return SOFT_JUMP;
+	}
+	uint64_t cm = size_mask(cpu->code_size);
+	jrip &= cm;
+	cpu->s.rip = take ? (jrip + j->len + j->imm) & size_mask(j->osz) : (jrip + j->len) & cm;
+	return SOFT_JUMP;
+}
+
+static inline __attribute__((always_inline)) bool sub_cond(uint64_t a, uint64_t b, unsigned sz, unsigned cc)
+{
+	uint64_t m = size_mask(sz);
+	a &= m;
+	b &= m;
+	int64_t sa = (int64_t)sext(a, sz), sb = (int64_t)sext(b, sz);
+	bool r;
+	switch (cc >> 1) {
+	case 1: r = a < b; break;
+	case 2: r = a == b; break;
+	case 3: r = a <= b; break;
+	case 4: r = ((a - b) >> (sz * 8 - 1)) & 1; break;
+	case 6: r = sa < sb; break;
+	default: r = sa <= sb; break;
+	}
+	return (cc & 1) ? !r : r;
+}
+
+static inline __attribute__((always_inline)) bool logic_cond(uint64_t v, unsigned sz, unsigned cc)
+{
+	v &= size_mask(sz);
+	bool zf = v == 0, sf = (v >> (sz * 8 - 1)) & 1, r;
+	switch (cc >> 1) {
+	case 1: r = false; break;
+	case 2: case 3: r = zf; break;
+	case 4: case 6: r = sf; break;
+	default: r = zf || sf; break;
+	}
+	return (cc & 1) ? !r : r;
+}
+
+#define FUSED(name, SZ, SRC, IS_CMP)                                                 \
+	H(name)                                                                      \
+	{                                                                            \
+		uint64_t a = cpu->s.gpr[in->op[0].reg], b = SRC;                     \
+		if (SZ == 4) {                                                       \
+			a = (uint32_t)a;                                             \
+			b = (uint32_t)b;                                             \
+		}                                                                    \
+		uint64_t r = IS_CMP ? a - b : a & b;                                 \
+		if (SZ == 4)                                                         \
+			r = (uint32_t)r;                                             \
+		lf_set(cpu, IS_CMP ? LF_SUB : LF_LOGIC, SZ, a, b, r);                \
+		if (__builtin_expect(in + 1 >= cpu->cur_end, 0))                     \
+			return SOFT_NEXT;                                            \
+		unsigned cc = in[1].opcode & 0xf;                                    \
+		return fused_branch(cpu, in, IS_CMP ? sub_cond(a, b, SZ, cc) : logic_cond(r, SZ, cc)); \
+	}
+FUSED(cmpj_rr64, 8, cpu->s.gpr[in->op[1].reg], 1)
+FUSED(cmpj_rr32, 4, cpu->s.gpr[in->op[1].reg], 1)
+FUSED(cmpj_ri64, 8, in->imm, 1)
+FUSED(cmpj_ri32, 4, in->imm, 1)
+FUSED(testj_rr64, 8, cpu->s.gpr[in->op[1].reg], 0)
+FUSED(testj_rr32, 4, cpu->s.gpr[in->op[1].reg], 0)
+FUSED(testj_ri64, 8, in->imm, 0)
+FUSED(testj_ri32, 4, in->imm, 0)
+
+static bool is_fast_jcc(soft_handler f)
+{
+	if (f == jz || f == jnz || f == js || f == jns)
+		return true;
+	for (int i = 0; i < 16; i++)
+		if (f == jcc_fast[i])
+			return i != 0 && i != 1 && i != 10 && i != 11;
+	return false;
+}
+
+void soft_fuse_block(struct sinsn *insn, unsigned n)
+{
+	for (unsigned i = 0; i + 1 < n; i++) {
+		struct sinsn *in = &insn[i];
+		if (!is_fast_jcc(insn[i + 1].fn))
+			continue;
+		if (in->fn == cmp_rr64) in->fn = cmpj_rr64;
+		else if (in->fn == cmp_rr32) in->fn = cmpj_rr32;
+		else if (in->fn == cmp_ri64) in->fn = cmpj_ri64;
+		else if (in->fn == cmp_ri32) in->fn = cmpj_ri32;
+		else if (in->fn == test_rr64) in->fn = testj_rr64;
+		else if (in->fn == test_rr32) in->fn = testj_rr32;
+		else if (in->fn == test_ri64) in->fn = testj_ri64;
+		else if (in->fn == test_ri32) in->fn = testj_ri32;
+	}
 }

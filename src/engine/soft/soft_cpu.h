@@ -326,12 +326,14 @@ struct soft_cpu {
 	/* the block being run: its first instruction and the one executing,
 	 * so a longjmp out of a handler can count what retired */
 	const struct sinsn *cur_first, *cur_in;
+	const struct sinsn *cur_end;  /* end of what this block run may execute */
 	uint64_t tsc_offset;
 	uint64_t tsc_adjust;       /* IA32_TSC_ADJUST */
 	uint64_t trap_rip;
 
 	/* interrupt controller and timers (platform.c); NULL standalone */
 	struct lapic *lapic;
+	const atomic_bool *lapic_hint; /* the LAPIC's lock-free pending hint */
 	uint64_t timer_tsc;        /* host TSC at which to poll the timers */
 	uint64_t timer_check;      /* instruction count at which to read the TSC */
 
@@ -362,6 +364,8 @@ soft_handler soft_handlers_generic(unsigned mnemonic);
 /* Replace in->fn by a specialized handler for frequent forms (fast.c). */
 void soft_specialize(struct sinsn *in);
 void soft_specialize_store(struct sinsn *in);
+/* Fuse pairs within a decoded block (CMP/TEST followed by Jcc). */
+void soft_fuse_block(struct sinsn *insn, unsigned n);
 
 /* VM-wide state for a VM (vm != NULL) or a standalone run (soft.c). */
 int soft_svm_init(struct soft_vm *svm, struct guest_memory *mem, struct vm *vm);
@@ -467,6 +471,9 @@ void soft_mark_code(struct soft_cpu *cpu, uint64_t pa);
 uint64_t soft_phys_read(struct soft_cpu *cpu, uint64_t pa, unsigned size);
 void soft_phys_write(struct soft_cpu *cpu, uint64_t pa, unsigned size, uint64_t v);
 
+/* The fast paths compare the tag with the page of the access's last byte:
+ * an access that crosses into the next page cannot match, because that
+ * page's number would sit in the next slot. */
 static inline struct tlbe *tlb_entry(struct soft_cpu *cpu, uint64_t la)
 {
 	return &cpu->tlb[cpu->mmu_view][(la >> 12) & (TLB_SIZE - 1)];
@@ -476,7 +483,7 @@ static inline struct tlbe *tlb_entry(struct soft_cpu *cpu, uint64_t la)
 static inline uint64_t lin_read(struct soft_cpu *cpu, uint64_t la, unsigned size)
 {
 	struct tlbe *e = tlb_entry(cpu, la);
-	if (__builtin_expect(e->tag_r == (la >> 12) && (la & 0xfff) <= 4096 - size, 1)) {
+	if (__builtin_expect(e->tag_r == ((la + size - 1) >> 12), 1)) {
 		const uint8_t *p = (const uint8_t *)(uintptr_t)(la + e->addend);
 		switch (size) {
 		case 1: return *p;
@@ -493,7 +500,7 @@ static inline uint64_t lin_read(struct soft_cpu *cpu, uint64_t la, unsigned size
 static inline void lin_write(struct soft_cpu *cpu, uint64_t la, unsigned size, uint64_t v)
 {
 	struct tlbe *e = tlb_entry(cpu, la);
-	if (__builtin_expect(e->tag_w == (la >> 12) && (la & 0xfff) <= 4096 - size &&
+	if (__builtin_expect(e->tag_w == ((la + size - 1) >> 12) &&
 			     !atomic_load_explicit(&cpu->code_pages[e->pa >> 12], memory_order_relaxed), 1)) {
 		uint8_t *p = (uint8_t *)(uintptr_t)(la + e->addend);
 		switch (size) {
@@ -511,7 +518,7 @@ static inline void lin_write(struct soft_cpu *cpu, uint64_t la, unsigned size, u
 static inline void *lin_ptr_w(struct soft_cpu *cpu, uint64_t la, unsigned size)
 {
 	struct tlbe *e = tlb_entry(cpu, la);
-	if (__builtin_expect(e->tag_w == (la >> 12) && (la & 0xfff) <= 4096 - size &&
+	if (__builtin_expect(e->tag_w == ((la + size - 1) >> 12) &&
 			     !atomic_load_explicit(&cpu->code_pages[e->pa >> 12], memory_order_relaxed), 1))
 		return (void *)(uintptr_t)(la + e->addend);
 	return soft_lin_ptr(cpu, la, size, ACC_WRITE);
