@@ -495,7 +495,9 @@ static struct tblock *tc_build(struct soft_cpu *cpu, uint64_t la, uint64_t pa)
 	}
 	soft_fuse_block(b->insn, n);
 	b->pa = pa;
-	b->link_gen[0] = b->link_gen[1] = 0; /* jc_gen is never 0 */
+	/* no links yet: a key no lookup uses */
+	b->link_key[0] = b->link_key[1] = ~0u;
+	b->link_gen[0] = b->link_gen[1] = 0;
 	b->mode = cpu->code_size;
 	b->ninsn = (uint16_t)n;
 	b->valid = 1;
@@ -641,7 +643,7 @@ int soft_exec(struct soft_cpu *cpu)
 				/* a lookup that built or flushed changes nothing
 				 * here unless the generation moved */
 				if (b->valid == 1 && prev_gen == cpu->jc_gen) {
-					int i = prev->link_gen[0] != prev_gen ? 0 : 1;
+					int i = prev->link_gen[0] != prev_gen || prev->link_key[0] == ~0u ? 0 : 1;
 					prev->link[i] = b;
 					prev->link_rip[i] = rip;
 					prev->link_key[i] = key;
