@@ -407,7 +407,6 @@ int soft_platform_rdmsr(struct soft_cpu *cpu, uint32_t idx, uint64_t *v);
 int soft_platform_wrmsr(struct soft_cpu *cpu, uint32_t idx, uint64_t v);
 bool soft_lapic_maybe_pending(struct soft_cpu *cpu);
 uint8_t soft_platform_get_cr8(struct soft_cpu *cpu);
-void soft_platform_cpuid_15(struct soft_cpu *cpu, uint32_t o[4]);
 void soft_platform_set_cr8(struct soft_cpu *cpu, uint8_t v);
 
 /* ---- flags (flags.c) ---- */

@@ -1181,9 +1181,6 @@ void soft_cpuid(struct soft_cpu *cpu, uint32_t leaf, uint32_t sub, uint32_t o[4]
 	o[1] = r.ebx;
 	o[2] = r.ecx;
 	o[3] = r.edx;
-	/* leaf 0x15 with a ratio Linux's 32-bit arithmetic cannot overflow */
-	if (leaf == 0x15 && cpu->svm->plat && o[0])
-		soft_platform_cpuid_15(cpu, o);
 }
 
 H(h_cpuid)
