@@ -519,9 +519,8 @@ H(h_pop)
 	la = ea_lin(cpu, in, sz, true);
 	uint64_t newsp = cpu->s.gpr[RSP];
 	cpu->s.gpr[RSP] = oldsp;
-	soft_translate(cpu, la, ACC_WRITE);
-	if ((la & 0xfff) + sz > 4096)
-		soft_translate(cpu, la + sz - 1, ACC_WRITE);
+	/* probe both pages (a #PF reports the first byte of the second) */
+	soft_lin_ptr(cpu, la, sz, ACC_WRITE);
 	cpu->s.gpr[RSP] = newsp;
 	lin_write(cpu, la, sz, v);
 	return SOFT_NEXT;
