@@ -1429,7 +1429,8 @@ static int io_string(struct soft_cpu *cpu, const struct sinsn *in, bool out)
 		} else {
 			uint64_t di = rd_gpr(cpu, RDI, as);
 			uint64_t la = seg_lin(cpu, SEG_ES, di, sz, true);
-			soft_translate(cpu, la, ACC_WRITE);
+			/* both pages are checked before the port is read */
+			soft_lin_ptr(cpu, la, sz, ACC_WRITE);
 			uint64_t v = soft_io_in(cpu, port, sz);
 			lin_write(cpu, la, sz, v);
 			wr_gpr(cpu, RDI, as, di + (uint64_t)d);

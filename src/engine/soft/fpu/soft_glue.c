@@ -335,7 +335,10 @@ H(h_x87)
 
 /* ---- registration ---- */
 
-/* FISTTP is SSE3, which cpuid.c advertises. */
+/* FISTTP belongs to SSE3, which the soft CPU does not advertise (the rest of
+ * SSE3 is not implemented); it is executed anyway, as the host does: code
+ * that uses it without checking CPUID works, and the differential harness
+ * compares it. */
 static const uint16_t x87_mnemonics[] = {
 #define M(x) ZYDIS_MNEMONIC_##x
 	M(F2XM1), M(FABS), M(FADD), M(FADDP), M(FBLD), M(FBSTP), M(FCHS),
