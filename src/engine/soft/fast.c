@@ -85,10 +85,21 @@ H(movzx_m8) { cpu->s.gpr[in->op[0].reg] = lin_read(cpu, ea_lin(cpu, in, 1, false
 H(movzx_m16) { cpu->s.gpr[in->op[0].reg] = lin_read(cpu, ea_lin(cpu, in, 2, false), 2); return SOFT_NEXT; }
 
 /* JZ/JNZ/JS/JNS straight from the lazy result. */
+static inline bool noncanonical(uint64_t t)
+{
+	return (uint64_t)((int64_t)(t << 16) >> 16) != t;
+}
+/* A non-canonical target in 64-bit mode is #GP(0) at the branch itself. */
 static inline int jump_to(struct soft_cpu *cpu, const struct sinsn *in)
 {
 	uint64_t t = cpu->s.rip + in->len + in->imm;
-	cpu->s.rip = cpu->code_size == 8 ? t : t & size_mask(in->osz);
+	if (cpu->code_size == 8) {
+		if (__builtin_expect(noncanonical(t), 0))
+			soft_gp(cpu, 0);
+		cpu->s.rip = t;
+	} else {
+		cpu->s.rip = t & size_mask(in->osz);
+	}
 	return SOFT_JUMP;
 }
 static inline bool zf_now(const struct soft_cpu *cpu)
@@ -462,9 +473,15 @@ static inline __attribute__((always_inline)) int fused_branch(struct soft_cpu *c
 {
 	const struct sinsn *j = in + 1;
 	uint64_t jrip = cpu->s.rip + in->len;
-	cpu->insns++;
+	cpu->insns++; /* the CMP/TEST if the Jcc faults, else the Jcc */
 	if (cpu->code_size == 8) {
-		cpu->s.rip = take ? jrip + j->len + j->imm : jrip + j->len;
+		uint64_t t = take ? jrip + j->len + j->imm : jrip + j->len;
+		if (__builtin_expect(noncanonical(t), 0)) {
+			/* #GP at the Jcc, the CMP/TEST retired */
+			cpu->s.rip = jrip;
+			soft_gp(cpu, 0);
+		}
+		cpu->s.rip = t;
 		return SOFT_JUMP;
 	}
 	uint64_t cm = size_mask(cpu->code_size);
