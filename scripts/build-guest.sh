@@ -13,6 +13,8 @@ mkdir -p "$out/debs"
 
 # Modules the default guest loads at boot (virtio over PCI, ext4 for disks).
 MODULES="virtio_pci virtio_blk virtio_net virtio_console virtio_rng ext4"
+# ext4's metadata_csum needs crc32c, a module here (modules.softdep: ext4 pre: crypto-crc32c).
+MODULES="$MODULES crc32c_generic"
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "build-guest: '$1' missing: run scripts/install-deps.sh" >&2; exit 1; }; }
 need apt-get; need dpkg-deb; need depmod; need cpio; need gzip
@@ -91,6 +93,24 @@ while read -r rel; do
 	cp "$moddir/$rel" "$root/lib/modules/$kver/$rel"
 done < "$order"
 sed "s|^|/lib/modules/$kver/|" "$order" > "$root/etc/modules.load"
+
+# --- disk tools (virtio-blk tests): the host's real mkfs.ext4 (e2fsprogs),
+# with the shared libraries ldd names, so the guest makes the same ext4 a
+# Debian system would. Skipped with a note when the host has no e2fsprogs.
+mke2fs_bin=$(command -v mke2fs 2>/dev/null || ls /usr/sbin/mke2fs /sbin/mke2fs 2>/dev/null | head -n1 || true)
+if [ -n "$mke2fs_bin" ] && command -v ldd >/dev/null 2>&1; then
+	rm -f "$root/bin/mke2fs" "$root/bin/mkfs.ext4"
+	cp "$mke2fs_bin" "$root/sbin/mke2fs"
+	ln -sf mke2fs "$root/sbin/mkfs.ext4"
+	[ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$root/etc/mke2fs.conf"
+	for lib in $(ldd "$mke2fs_bin" | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) .*/\1/p'); do
+		mkdir -p "$root$(dirname "$lib")"
+		cp -L "$lib" "$root$lib"
+	done
+else
+	echo "build-guest: no mke2fs/ldd on the host: the guest gets busybox's mke2fs only" >&2
+fi
+# --- end disk tools
 
 # busybox init runs /etc/init.d/rcS, then a shell on the console; `poweroff`
 # and `reboot` signal it, and it syncs and stops everything before the
