@@ -135,6 +135,14 @@ mount -t tmpfs tmpfs /tmp
 while read -r m; do
 	insmod "$m" 2>/dev/null
 done < /etc/modules.load
+# --- console=hvc0: the kernel found no console for init (virtio_console is a
+# module, loaded just above), so init and this script write to /dev/null;
+# now that hvc0 exists, send the rest of this script's output there.
+# (Opened in a subshell first: a failed exec redirection would end the script.)
+if [ ! -t 1 ] && (: </dev/console >/dev/console) 2>/dev/null; then
+	exec </dev/console >/dev/console 2>&1
+fi
+# --- end console=hvc0
 hostname kite-guest
 echo "kite-guest: init reached ($(uname -r), $(grep -c ^processor /proc/cpuinfo) cpu)"
 # kite.run=CMD on the kernel command line runs CMD, then powers off, instead

@@ -60,6 +60,7 @@ def boot(kernel, initrd, name, args, console="ttyS0", extra_cmdline=""):
                                  "--cmdline", cmdline, *args],
                           encoding="utf-8", codec_errors="replace", timeout=BOOT_TIMEOUT)
     child.logfile_read = open(os.path.join(TOP, "build", f"virtio-linux-{name}.log"), "w")
+    child.expect("kite-guest: init reached")
     child.expect_exact(PROMPT)
     # Kernel messages on the console would land between the markers.
     run(child, "dmesg -n 1")
