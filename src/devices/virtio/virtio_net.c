@@ -444,6 +444,7 @@ static void tx_work(void *opaque)
 		uint64_t gen = n->generation;
 		uint64_t features = vd->driver_features;
 		virtq_disable_notify(q);
+		bool more = true;
 		while (got < TX_BATCH) {
 			struct tx_slot *s = &n->tx[got];
 			s->e.iov = s->iov;
@@ -451,15 +452,17 @@ static void tx_work(void *opaque)
 			int r = virtq_pop(q, &s->e);
 			if (r < 0) {
 				virtio_set_needs_reset_locked(vd, virtq_error_str(q->error));
+				more = false;
 				break;
 			}
-			if (r == 0)
+			if (r == 0) {
+				/* Drained: ask for notifications again, and look
+				 * once more for a chain that raced with that. */
+				more = virtq_enable_notify(q);
 				break;
+			}
 			got++;
 		}
-		bool more = got == TX_BATCH;
-		if (!got && !virtq_broken(q))
-			more = virtq_enable_notify(q);
 		pthread_mutex_unlock(&vd->lock);
 
 		for (unsigned i = 0; i < got; i++)
@@ -648,6 +651,15 @@ void virtio_net_destroy(struct virtio_net *n)
 {
 	if (!n)
 		return;
+	struct virtio_net_stats s;
+	virtio_net_get_stats(n, &s);
+	kite_info("%s: tx %llu frames %llu bytes (%llu dropped, %llu errors), rx %llu frames "
+		  "%llu bytes (%llu dropped, %llu too small, %llu bad buffers)", n->name,
+		  (unsigned long long)s.tx_frames, (unsigned long long)s.tx_bytes,
+		  (unsigned long long)s.tx_dropped, (unsigned long long)s.tx_errors,
+		  (unsigned long long)s.rx_frames, (unsigned long long)s.rx_bytes,
+		  (unsigned long long)s.rx_dropped, (unsigned long long)s.rx_too_small,
+		  (unsigned long long)s.rx_bad_buffers);
 	net_backend_destroy(n->be);
 	pthread_mutex_lock(&n->vdev.lock);
 	backlog_clear_locked(n);
