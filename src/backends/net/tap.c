@@ -21,7 +21,7 @@ struct tap {
 	struct net_backend be;   /* first */
 	int fd;
 	bool watching, paused, dead;
-	bool tx_err_logged;
+	bool logged;             /* one message per tap, whatever fails */
 	uint8_t *rxbuf;          /* vnet header + one frame */
 	size_t rxbuf_len;
 };
@@ -35,8 +35,10 @@ static void tap_kill(struct tap *t, const char *what, int err)
 	if (t->dead)
 		return;
 	t->dead = true;
-	kite_warn("tap '%s': %s: %s; the NIC is disconnected (the VM keeps running)",
-		  t->be.name, what, strerror(err));
+	if (!t->logged)
+		kite_warn("tap '%s': %s: %s; the NIC is disconnected (the VM keeps running)",
+			  t->be.name, what, strerror(err));
+	t->logged = true;
 	if (t->watching && t->be.loop) {
 		event_loop_del(t->be.loop, t->fd);
 		t->watching = false;
@@ -116,9 +118,9 @@ static int tap_send(struct net_backend *be, const struct iovec *iov, int iovcnt)
 	be->tx_errors++;
 	if (err == EBADFD || err == ENODEV || err == EIO) {
 		tap_kill(t, "write failed", err);
-	} else if (!t->tx_err_logged) {
+	} else if (!t->logged) {
 		/* Transient (a full queue, a frame the kernel refuses): once. */
-		t->tx_err_logged = true;
+		t->logged = true;
 		kite_warn("tap '%s': write failed: %s (further errors only counted)", be->name,
 			  strerror(err));
 	}
