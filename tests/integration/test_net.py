@@ -134,13 +134,20 @@ def test_user_mode_networking(guest_image, tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     http_port = server.server_address[1]
     fwd_port = free_port()
-    child = boot(kernel, initrd, ["--net", f"user,hostfwd=tcp:127.0.0.1:{fwd_port}-:8080"],
-                 "", "user")
+    # A second NIC with a given MAC: NICs repeat, eth1 is just up.
+    child = boot(kernel, initrd, ["--net", f"user,hostfwd=tcp:127.0.0.1:{fwd_port}-:8080",
+                                  "--net", "user,mac=02:00:00:00:00:42"], "", "user")
     try:
         child.expect(r"kite-guest: eth0 (\S+) by DHCP")
         assert child.match.group(1) == "10.0.2.15/24"
         child.expect("kite-guest: init reached")
         child.expect_exact(PROMPT)
+
+        status, out = run(child, "cat /sys/class/net/eth0/address /sys/class/net/eth1/address")
+        assert status == 0
+        mac0, mac1 = out.split()
+        assert mac1 == "02:00:00:00:00:42"
+        assert mac0.startswith("52:4b:"), "generated: locally administered, kite's prefix"
 
         status, out = run(child, "cat /etc/resolv.conf; ip route")
         assert status == 0
