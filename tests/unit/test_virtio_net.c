@@ -58,6 +58,8 @@ static int irqs[2], cfg_irqs;
 
 static void on_queue_irq(void *o, unsigned q) { (void)o; if (q < 2) irqs[q]++; }
 static void on_config_irq(void *o) { (void)o; cfg_irqs++; }
+static uint64_t written_gpa, written_len;
+static void on_written(void *o, uint64_t gpa, uint64_t len) { (void)o; written_gpa = gpa; written_len = len; }
 
 static void make(bool vnet)
 {
@@ -72,7 +74,7 @@ static void make(bool vnet)
 	irqs[0] = irqs[1] = cfg_irqs = 0;
 	cr_assert_eq(virtio_net_create(&net, &mem, &fb->be, MAC, "test"), 0);
 	vd = virtio_net_vdev(net);
-	struct virtio_transport_hooks h = { NULL, on_queue_irq, on_config_irq };
+	struct virtio_transport_hooks h = { NULL, on_queue_irq, on_config_irq, on_written };
 	virtio_set_transport(vd, &h);
 	vdrv_init(&rx, &mem, 16, 0x100000, 0x400000);
 	vdrv_init(&tx, &mem, 16, 0x400000, 0x800000);
@@ -321,6 +323,8 @@ Test(vnet, receive_into_single_buffer)
 	cr_assert_eq(h.flags, 0);
 	cr_assert_eq(memcmp(gm_ptr(&mem, rx_gpa[id] + 12, sizeof(frame)), frame, sizeof(frame)), 0);
 	cr_assert_eq(irqs[VIRTIO_NET_RXQ], 1);
+	cr_assert_eq(written_gpa, rx_gpa[id], "the engine hears of the write");
+	cr_assert_eq(written_len, 2048);
 }
 
 Test(vnet, mergeable_receive_spreads_over_buffers)

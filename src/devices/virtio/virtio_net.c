@@ -217,7 +217,9 @@ static int rx_put_locked(struct virtio_net *n, struct virtio_net_hdr *hdr,
 		struct rx_buf *b = held_at(n, i);
 		size_t c = iov_copy(b->e.iov + b->e.n_out, b->e.n_in, src, sn, off, need - off);
 		off += c;
-		virtq_push(q, b->e.head, (uint32_t)c);
+		/* Reports the buffer to the engine (the soft engine drops code
+		 * it decoded there), then pushes. */
+		virtq_push_elem(q, &b->e, (uint32_t)c);
 	}
 	n->held_head = (n->held_head + k) % VIRTIO_NET_QUEUE_SIZE;
 	n->held_count -= k;
