@@ -326,7 +326,7 @@ static void cb_unregister_poll_fd(int fd, void *opaque)
 static void cb_notify(void *opaque)
 {
 	struct user_net *un = opaque;
-	if (un->be.loop && !un->poll_scheduled &&
+	if (un->started && un->be.loop && !un->poll_scheduled &&
 	    event_loop_call(un->be.loop, scheduled_poll, un) == 0)
 		un->poll_scheduled = true;
 }
