@@ -25,7 +25,7 @@ TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 DIFF_SRCS := $(wildcard tests/diff/*.c)
 DIFF_OBJS := $(DIFF_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: all test unit diff integration clean guests fuzz fuzz-quick bench-blk
+.PHONY: all test unit diff integration clean guests fuzz fuzz-quick bench-blk bench-soft
 all: $(BUILD)/kite guests
 
 $(BUILD)/kite: $(OBJS)
@@ -93,6 +93,14 @@ $(BUILD)/bench/blk_model: bench/blk_model.c $(LIB_OBJS)
 
 bench-blk: $(BUILD)/bench/blk_model
 	$(BUILD)/bench/blk_model
+
+# Soft-engine instructions per second against the same code run natively.
+$(BUILD)/bench/soft_mips: bench/soft_mips.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJS) $(LDFLAGS) $(LDLIBS)
+
+bench-soft: $(BUILD)/bench/soft_mips
+	$(BUILD)/bench/soft_mips
 
 -include guests/guests.mk
 
