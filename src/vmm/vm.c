@@ -44,9 +44,71 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, uint32_t code)
 		vm->stop_code = code;
 	if (atomic_load(&vm->notify_main) && !pthread_equal(pthread_self(), vm->main_thread))
 		pthread_kill(vm->main_thread, SIGUSR2);
+	/* a paused vCPU thread must wake up to see the stop */
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		if (vm->vcpus[i].engine_data)
 			vm->engine->vcpu_kick(&vm->vcpus[i]);
+}
+
+int vm_pause(struct vm *vm)
+{
+	unsigned threads = 0;
+	atomic_store(&vm->pause_requested, true);
+	/* Kicks are sticky on both engines: a vCPU about to enter vcpu_run
+	 * returns from it at once, then sees the flag. */
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->vcpus[i].thread_started)
+			threads++;
+		if (vm->vcpus[i].engine_data)
+			vm->engine->vcpu_kick(&vm->vcpus[i]);
+	}
+	pthread_mutex_lock(&vm->pause_lock);
+	while (vm->parked < threads && !vm_should_stop(vm))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return vm_should_stop(vm) ? -ESHUTDOWN : 0;
+}
+
+int vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	atomic_store(&vm->pause_requested, false);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return 0;
+}
+
+/* A vCPU thread waits here while the VM is paused. */
+static void vcpu_park(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->parked++;
+	pthread_cond_broadcast(&vm->pause_cond);
+	while (atomic_load(&vm->pause_requested) && !vm_should_stop(vm))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	vm->parked--;
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+int vm_exit_status(struct vm *vm)
+{
+	switch ((enum vm_stop_reason)atomic_load(&vm->stop_reason)) {
+	case VM_STOP_POWEROFF:
+	case VM_STOP_RESET:
+	case VM_STOP_SIGNAL:
+		return 0;
+	case VM_STOP_DEBUG_EXIT:
+		return (int)(((vm->stop_code << 1) | 1) & 0xff);
+	case VM_STOP_TRIPLE_FAULT:
+		return 2;
+	case VM_RUNNING:
+	case VM_STOP_ERROR:
+		break;
+	}
+	return 1;
 }
 
 int vm_irq_line(struct vm *vm, unsigned gsi, bool level)
@@ -181,6 +243,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct engine_op
 	vm->cfg = cfg;
 	vm->engine = engine;
 	atomic_init(&vm->stop_reason, VM_RUNNING);
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
 
@@ -254,6 +318,10 @@ static void *vcpu_thread(void *arg)
 	struct vcpu *vcpu = arg;
 	struct vm *vm = vcpu->vm;
 	while (!vm_should_stop(vm)) {
+		if (atomic_load(&vm->pause_requested)) {
+			vcpu_park(vm);
+			continue;
+		}
 		int ret = vm->engine->vcpu_run(vcpu);
 		if (ret) {
 			kite_err("vCPU %u: %s engine failed: %s", vcpu->id, vm->engine->name,

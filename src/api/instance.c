@@ -1,0 +1,291 @@
+#include "api/instance.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "backends/block/block.h"
+#include "devices/legacy/i8042.h"
+#include "engine/engine.h"
+#include "util/log.h"
+#include "vmm/config_file.h"
+#include "vmm/vm.h"
+
+struct instance {
+	const struct api_options *opts;
+	struct vm *vm;
+	struct vm_config cfg;
+	struct disk_config *disks;
+	char *cmdline;
+};
+
+static void free_vm_config(struct instance *in)
+{
+	free(in->disks);
+	free(in->cmdline);
+	in->disks = NULL;
+	in->cmdline = NULL;
+}
+
+static int inst_start(struct api *api, char *err, size_t len)
+{
+	struct instance *in = api->vmm;
+	const struct api_config *c = &api->cfg;
+	if (c->nr_ifaces) {
+		snprintf(err, len, "network interfaces need kite's virtio-net, which this build lacks.");
+		return -ENOTSUP;
+	}
+	struct vm_config *cfg = &in->cfg;
+	vm_config_defaults(cfg);
+	cfg->kernel_path = c->kernel;
+	cfg->initrd_path = c->initrd;
+	in->cmdline = api_effective_cmdline(api);
+	in->disks = calloc(c->nr_drives ? c->nr_drives : 1, sizeof(*in->disks));
+	if (!in->cmdline || !in->disks) {
+		free_vm_config(in);
+		snprintf(err, len, "out of memory.");
+		return -ENOMEM;
+	}
+	cfg->cmdline = in->cmdline;
+	cfg->mem_size = (uint64_t)c->mem_mib << 20;
+	cfg->nr_cpus = c->vcpus;
+	cfg->engine = in->opts->engine;
+	cfg->serial = in->opts->serial;
+	cfg->serial_path = in->opts->serial_path;
+	cfg->rng = c->entropy;
+	for (unsigned i = 0; i < c->nr_drives; i++) {
+		struct disk_config *d = &in->disks[i];
+		snprintf(d->path, sizeof(d->path), "%s", c->drives[i].path);
+		d->readonly = c->drives[i].read_only;
+		snprintf(d->id, sizeof(d->id), "%s", c->drives[i].id);
+		d->engine = BLK_ENGINE_DEFAULT;
+	}
+	cfg->disks = in->disks;
+	cfg->nr_disks = c->nr_drives;
+
+	const struct engine_ops *engine;
+	if (engine_select(cfg, &engine)) {
+		snprintf(err, len, "no usable CPU engine (see kite's stderr).");
+		free_vm_config(in);
+		return -ENODEV;
+	}
+	struct vm *vm = calloc(1, sizeof(*vm));
+	if (!vm) {
+		free_vm_config(in);
+		return -ENOMEM;
+	}
+	int ret = vm_create(vm, cfg, engine);
+	if (!ret)
+		ret = vm_load(vm);
+	if (!ret) {
+		vm->main_thread = pthread_self();
+		vm->notify_main = true;
+		ret = vm_run(vm);
+	}
+	if (ret) {
+		vm_request_stop(vm, VM_STOP_ERROR, 0);
+		vm_destroy(vm);
+		free(vm);
+		free_vm_config(in);
+		snprintf(err, len, "%s (see kite's stderr).", strerror(-ret));
+		return ret;
+	}
+	in->vm = vm;
+	log_msg(LOG_INFO, "VM started: %u vCPUs, %u MiB, %s engine", c->vcpus, c->mem_mib,
+		engine->name);
+	return 0;
+}
+
+static int inst_pause(struct api *api)
+{
+	struct instance *in = api->vmm;
+	return vm_pause(in->vm);
+}
+
+static int inst_resume(struct api *api)
+{
+	struct instance *in = api->vmm;
+	return vm_resume(in->vm);
+}
+
+static int inst_ctrl_alt_del(struct api *api, char *err, size_t len)
+{
+	struct instance *in = api->vmm;
+	for (size_t i = 0; i < in->vm->nr_devices; i++) {
+		if (in->vm->devices[i].ops == &i8042_ops) {
+			int ret = i8042_send_ctrl_alt_del(in->vm->devices[i].dev);
+			if (ret)
+				snprintf(err, len, "the guest is not reading its keyboard.");
+			return ret;
+		}
+	}
+	snprintf(err, len, "no i8042 keyboard controller.");
+	return -ENODEV;
+}
+
+static int inst_patch_drive(struct api *api, unsigned index, const char *path, char *err,
+			    size_t len)
+{
+	(void)api;
+	(void)index;
+	(void)path;
+	snprintf(err, len, "swapping a running drive's backing file is not supported by kite yet.");
+	return -ENOTSUP;
+}
+
+static void inst_metrics(struct api *api, struct json_object *line)
+{
+	struct instance *in = api->vmm;
+	if (!in->vm)
+		return;
+	struct json_object *v = json_object_new_object();
+	json_object_object_add(v, "vcpu_count", json_object_new_int((int)in->vm->nr_vcpus));
+	json_object_object_add(v, "paused", json_object_new_boolean(vm_is_paused(in->vm)));
+	json_object_object_add(v, "engine", json_object_new_string(in->vm->engine->name));
+	json_object_object_add(line, "vcpu", v);
+	struct json_object *d = json_object_new_object();
+	for (size_t i = 0; i < in->vm->nr_devices; i++) {
+		const char *name = in->vm->devices[i].ops->name;
+		if (!name)
+			continue;
+		struct json_object *e;
+		if (json_object_object_get_ex(d, name, &e)) {
+			json_object_object_add(e, "instances",
+					       json_object_new_int(json_object_get_int(
+						       json_object_object_get(e, "instances")) + 1));
+		} else {
+			e = json_object_new_object();
+			json_object_object_add(e, "instances", json_object_new_int(1));
+			json_object_object_add(d, name, e);
+		}
+	}
+	json_object_object_add(line, "devices", d);
+}
+
+static const struct api_vmm_ops inst_ops = {
+	.start = inst_start,
+	.pause = inst_pause,
+	.resume = inst_resume,
+	.ctrl_alt_del = inst_ctrl_alt_del,
+	.patch_drive = inst_patch_drive,
+	.metrics = inst_metrics,
+};
+
+int api_main(const struct api_options *opts)
+{
+	struct instance in = { .opts = opts };
+	struct api api;
+	struct http_server srv = { .listen_fd = -1, .conn_fd = -1 };
+	int status = 1, sfd = -1, tfd = -1;
+	bool have_srv = false;
+	api_init(&api, &inst_ops, &in, opts->id, opts->version);
+	if (opts->id)
+		log_set_instance_id(opts->id);
+
+	/* Signals end the VM cleanly: taken through a signalfd here, never by a
+	 * vCPU thread. SIGUSR2 is the VM's "I stopped" (vm_request_stop). */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGUSR2);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+	if (sfd < 0 || tfd < 0) {
+		kite_err("cannot create the API's signal or timer descriptors: %s", strerror(errno));
+		goto out;
+	}
+	struct itimerspec period = { { METRICS_PERIOD_SECS, 0 }, { METRICS_PERIOD_SECS, 0 } };
+	timerfd_settime(tfd, 0, &period, NULL);
+
+	if (opts->config_file) {
+		char err[1024];
+		if (config_file_load(&api, opts->config_file, err, sizeof(err))) {
+			kite_err("config file '%s': %s", opts->config_file, err);
+			goto out;
+		}
+	}
+	if (!opts->no_api) {
+		if (http_server_init(&srv, opts->sock_path, api_handle, &api))
+			goto out; /* reported */
+		have_srv = true;
+	}
+	if (opts->config_file) {
+		char err[512] = "";
+		if (inst_start(&api, err, sizeof(err))) {
+			kite_err("cannot start the VM from '%s': %s", opts->config_file, err);
+			goto out;
+		}
+		api.state = API_RUNNING;
+		atomic_fetch_add(&api.metrics.instance_starts, 1);
+	}
+	status = 0;
+	for (;;) {
+		struct pollfd p[3] = {
+			{ .fd = sfd, .events = POLLIN },
+			{ .fd = tfd, .events = POLLIN },
+			{ .fd = have_srv ? http_server_fd(&srv) : -1, .events = POLLIN },
+		};
+		if (poll(p, 3, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			kite_err("poll: %s", strerror(errno));
+			status = 1;
+			break;
+		}
+		if (p[0].revents) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof(si)) == sizeof(si) && si.ssi_signo != SIGUSR2) {
+				if (!in.vm)
+					break; /* nothing to stop: just leave */
+				vm_request_stop(in.vm, VM_STOP_SIGNAL, 0);
+			}
+		}
+		if (in.vm && vm_should_stop(in.vm))
+			break;
+		if (p[1].revents) {
+			uint64_t ticks;
+			if (read(tfd, &ticks, sizeof(ticks)) > 0 && metrics_active(&api.metrics))
+				api_flush_metrics(&api);
+		}
+		if (p[2].revents)
+			http_server_service(&srv);
+		if (in.vm && vm_should_stop(in.vm))
+			break;
+	}
+	if (in.vm) {
+		vm_join(in.vm);
+		status = vm_exit_status(in.vm);
+		if (atomic_load(&in.vm->stop_reason) == VM_STOP_TRIPLE_FAULT)
+			kite_err("guest triple fault: the VM shut down");
+		log_msg(LOG_INFO, "VM stopped, kite exits with status %d", status);
+		if (metrics_active(&api.metrics))
+			api_flush_metrics(&api); /* the last line, as Firecracker does on exit */
+	}
+out:
+	if (have_srv)
+		http_server_destroy(&srv);
+	if (in.vm) {
+		vm_destroy(in.vm);
+		free(in.vm);
+	}
+	free_vm_config(&in);
+	api_destroy(&api);
+	log_close_file();
+	if (sfd >= 0)
+		close(sfd);
+	if (tfd >= 0)
+		close(tfd);
+	return status;
+}
