@@ -348,6 +348,14 @@ int http_server_fd(const struct http_server *s)
 
 static void close_conn(struct http_server *s)
 {
+	/* Bytes left unread would make close() reset the connection and the
+	 * client could lose our last answer (the 400): finish our side, then
+	 * discard what has already arrived. */
+	shutdown(s->conn_fd, SHUT_WR);
+	char junk[4096];
+	for (int i = 0; i < 64; i++)
+		if (recv(s->conn_fd, junk, sizeof(junk), MSG_DONTWAIT) <= 0)
+			break;
 	close(s->conn_fd);
 	s->conn_fd = -1;
 	s->buf_len = 0;
