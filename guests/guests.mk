@@ -6,7 +6,7 @@ GUEST_CFLAGS := -m32 -march=i686 -ffreestanding -fno-builtin -nostdlib -fno-pic 
                 -mno-80387 -O2 -g -Wall -Wextra -Werror -std=gnu11 -Iguests
 GUEST_LDFLAGS := -m32 -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-n -Wl,-z,noexecstack -Wl,--no-warn-rwx-segments \
                  -T guests/lib/link.ld
-GUEST_NAMES  := hello echo longmode interrupts spin triple cpuid smp
+GUEST_NAMES  := hello echo longmode interrupts spin triple cpuid smp reset
 GUEST_NAMES  += virtio_blk virtio_console
 GUEST_ELFS   := $(GUEST_NAMES:%=$(GUEST_BUILD)/%.elf)
 GUEST_LIB    := $(GUEST_BUILD)/lib/start.o $(GUEST_BUILD)/lib/runtime.o
@@ -22,6 +22,7 @@ $(GUEST_BUILD)/%.o: guests/%.S
 	$(CC) $(GUEST_CFLAGS) -c -o $@ $<
 
 $(GUEST_BUILD)/hello.elf: $(GUEST_BUILD)/hello.o $(GUEST_LIB) guests/lib/link.ld
+$(GUEST_BUILD)/reset.elf: $(GUEST_BUILD)/reset.o $(GUEST_LIB) guests/lib/link.ld
 $(GUEST_BUILD)/echo.elf: $(GUEST_BUILD)/echo.o $(GUEST_LIB) guests/lib/link.ld
 $(GUEST_BUILD)/longmode.elf: $(GUEST_BUILD)/longmode.o $(GUEST_BUILD)/longmode_asm.o $(GUEST_LIB) guests/lib/link.ld
 $(GUEST_BUILD)/interrupts.elf: $(GUEST_BUILD)/interrupts.o $(GUEST_BUILD)/interrupts_asm.o $(GUEST_LIB) guests/lib/link.ld

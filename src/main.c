@@ -255,6 +255,41 @@ static int parse_run_args(int argc, char **argv, struct vm_config *cfg)
 }
 
 /* The VM's life once cfg is filled; cfg->disks is freed by the caller. */
+/* Create, boot and run one VM until it stops; returns kite's exit status and
+ * whether the guest asked for a reset that --on-reboot restart turns into a
+ * fresh boot. */
+static int boot_once(const struct vm_config *cfg, const struct engine_ops *engine,
+		     const sigset_t *stop_signals, bool *restart)
+{
+	*restart = false;
+	struct vm *vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		return 1;
+	int status = 1;
+	if (vm_create(vm, cfg, engine) || vm_load(vm) || vm_run(vm)) {
+		vm_request_stop(vm, VM_STOP_ERROR, 0);
+		goto out;
+	}
+	vm->main_thread = pthread_self();
+	vm->notify_main = true;
+	while (!vm_should_stop(vm)) {
+		int sig;
+		sigwait(stop_signals, &sig);
+		if (sig != SIGUSR2)
+			vm_request_stop(vm, VM_STOP_SIGNAL, 0);
+	}
+	vm_join(vm);
+	status = vm_exit_status(vm);
+	int reason = atomic_load(&vm->stop_reason);
+	if (reason == VM_STOP_TRIPLE_FAULT)
+		kite_err("guest triple fault: the VM shut down");
+	*restart = reason == VM_STOP_RESET && cfg->on_reboot == REBOOT_RESTART;
+out:
+	vm_destroy(vm);
+	free(vm);
+	return status;
+}
+
 static int run_vm(int argc, char **argv, struct vm_config *cfg)
 {
 	if (parse_run_args(argc, argv, cfg))
@@ -274,29 +309,15 @@ static int run_vm(int argc, char **argv, struct vm_config *cfg)
 	sigaddset(&stop_signals, SIGUSR2); /* "the VM stopped by itself" */
 	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 
-	struct vm *vm = calloc(1, sizeof(*vm));
-	if (!vm)
-		return 1;
-	int status = 1;
-	if (vm_create(vm, cfg, engine) || vm_load(vm) || vm_run(vm)) {
-		vm_request_stop(vm, VM_STOP_ERROR, 0);
-		goto out;
-	}
-	vm->main_thread = pthread_self();
-	vm->notify_main = true;
-	while (!vm_should_stop(vm)) {
-		int sig;
-		sigwait(&stop_signals, &sig);
-		if (sig != SIGUSR2)
-			vm_request_stop(vm, VM_STOP_SIGNAL, 0);
-	}
-	vm_join(vm);
-	status = vm_exit_status(vm);
-	if (atomic_load(&vm->stop_reason) == VM_STOP_TRIPLE_FAULT)
-		kite_err("guest triple fault: the VM shut down");
-out:
-	vm_destroy(vm);
-	free(vm);
+	/* --on-reboot restart: a guest reset builds the VM afresh (memory,
+	 * devices, vCPUs) from the same configuration, as a machine reboot. */
+	int status;
+	bool restart;
+	do {
+		status = boot_once(cfg, engine, &stop_signals, &restart);
+		if (restart)
+			kite_info("guest reset: restarting the VM");
+	} while (restart);
 	return status;
 }
 

@@ -42,6 +42,12 @@ struct engine_ops {
 	/* Make vcpu_run return soon; callable from any thread. */
 	void (*vcpu_kick)(struct vcpu *vcpu);
 
+	/* Optional (NULL: nothing to do). Guest RAM [gpa, gpa+len) was written
+	 * by a device (DMA) or the VMM rather than by a vCPU: the soft engine
+	 * drops instructions it decoded from there. Call it after the write,
+	 * e.g. when a virtqueue buffer with device-writable segments is used. */
+	void (*mem_written)(struct vm *vm, uint64_t gpa, uint64_t len);
+
 	/* Interrupt delivery (vmm/irq.h forwards here). */
 	int (*irq_line)(struct vm *vm, unsigned gsi, bool level);
 	int (*irq_msi)(struct vm *vm, uint64_t addr, uint32_t data);

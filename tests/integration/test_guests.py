@@ -284,3 +284,21 @@ def test_not_a_kernel(kite, require_kvm):
 
 def test_unknown_command(kite):
     one_line_error(kite, "frobnicate")
+
+
+def test_reset_ends_kite_or_restarts(kite, guests, engine):
+    """A guest reset request ends kite with status 0; with --on-reboot
+    restart the VM boots again from scratch (until SIGTERM ends it)."""
+    r = run_guest(kite, guests / "reset.elf", engine)
+    assert r.stdout.count("reset guest: booted") == 1, r.stdout
+    assert r.returncode == 0, r.stderr
+
+    child = pexpect.spawn(kite, ["run", "--engine", engine, "--on-reboot", "restart",
+                                 "--kernel", str(guests / "reset.elf")],
+                          encoding="utf-8", timeout=30)
+    for _ in range(3):  # three boots prove the restart loops
+        child.expect_exact("reset guest: booted")
+    child.kill(signal.SIGTERM)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0

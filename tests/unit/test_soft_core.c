@@ -536,10 +536,8 @@ static void run(struct env *e, uint64_t max)
 /* Run on the core with exception delivery through the IDT. */
 static int run_deliver(struct env *e, uint64_t max)
 {
-	struct soft_vm svm = { .mem = &e->mem };
-	svm.nr_pages = MEM_SIZE >> 12;
-	svm.code_pages = calloc(svm.nr_pages, 1);
-	pthread_mutex_init(&svm.log_lock, NULL);
+	struct soft_vm svm;
+	cr_assert_eq(soft_svm_init(&svm, &e->mem, NULL), 0);
 	struct soft_cpu *cpu = calloc(1, sizeof(*cpu));
 	cr_assert_eq(soft_cpu_init(cpu, &svm, 0), 0);
 	soft_set_state(cpu, &e->st);
@@ -549,8 +547,7 @@ static int run_deliver(struct env *e, uint64_t max)
 	soft_get_state(cpu, &e->st);
 	soft_cpu_destroy(cpu);
 	free(cpu);
-	free((void *)svm.code_pages);
-	pthread_mutex_destroy(&svm.log_lock);
+	soft_svm_destroy(&svm);
 	return r;
 }
 
@@ -567,6 +564,42 @@ Test(soft_core, loop_speed)
 	cr_assert_eq(e.st.gpr[RAX], 10000000ULL * 10000001 / 2);
 	double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 	fprintf(stderr, "soft engine: simple loop %.1f M instructions per CPU second\n", (double)e.res.insns / s / 1e6);
+	env_fini(&e);
+}
+
+/* 64-bit at 0x10000: 200 passes over 64 KiB of 4 KiB-mapped memory
+ * mov edx, 200
+ * 2: mov ecx, 8192
+ * mov rsi, 0x100000
+ * 1: mov rax, [rsi]
+ * add rax, rcx
+ * mov [rsi + 8], rax
+ * add rsi, 8
+ * dec ecx
+ * jnz 1b
+ * dec edx
+ * jnz 2b
+ * hlt
+ */
+static const uint8_t code_memloop[] = {
+	0xba, 0xc8, 0x00, 0x00, 0x00, 0xb9, 0x00, 0x20, 0x00, 0x00, 0x48, 0xc7,
+	0xc6, 0x00, 0x00, 0x10, 0x00, 0x48, 0x8b, 0x06, 0x48, 0x01, 0xc8, 0x48,
+	0x89, 0x46, 0x08, 0x48, 0x83, 0xc6, 0x08, 0xff, 0xc9, 0x75, 0xee, 0xff,
+	0xca, 0x75, 0xde, 0xf4,
+};
+
+Test(soft_core, memory_loop_speed)
+{
+	struct env e;
+	setup_long(&e, code_memloop, sizeof(code_memloop));
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+	run(&e, 100000000);
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+	cr_assert_eq(e.res.stop, SOFT_STOP_HLT);
+	cr_assert_eq(e.res.insns, 1 + 200 * (2 + 8192 * 6 + 2) + 1);
+	double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	fprintf(stderr, "soft engine: memory loop %.1f M instructions per CPU second\n", (double)e.res.insns / s / 1e6);
 	env_fini(&e);
 }
 
@@ -856,5 +889,214 @@ Test(soft_core, syscall_sysret_swapgs)
 	cr_assert_eq(e.st.seg[SEG_SS].selector, 0x1b);
 	cr_assert_eq(e.st.seg[SEG_GS].base, 0x1234000);
 	cr_assert_eq(e.st.msr.kernel_gs_base, 0x5678000);
+	env_fini(&e);
+}
+
+/* 64-bit at 0x10000:
+ * mov al, 1
+ * out 0x80, al
+ * hlt
+ */
+static const uint8_t code_out[] = {
+	0xb0, 0x01, 0xe6, 0x80, 0xf4,
+};
+
+Test(soft_core, standalone_port_io_stops)
+{
+	struct env e;
+	setup_long(&e, code_out, sizeof(code_out));
+	run(&e, 1000);
+	cr_assert_eq(e.res.stop, SOFT_STOP_IO);
+	cr_assert_eq(e.st.rip, CODE + 2);
+	env_fini(&e);
+}
+/* 32-bit at 0x10000:
+ * mov eax, 0x11
+ * int 0x80
+ * mov ebx, eax
+ * mov ecx, [0x30000]
+ * hlt
+ * .org 0x100
+ * h80:
+ * inc eax
+ * mov edx, [esp + 4]
+ * mov ebp, esp
+ * iretd
+ * .org 0x200
+ * hpf:
+ * pop edi
+ * mov esi, cr2
+ * hlt
+ */
+static const uint8_t code_pm32[] = {
+	0xb8, 0x11, 0x00, 0x00, 0x00, 0xcd, 0x80, 0x89, 0xc3, 0x8b, 0x0d, 0x00,
+	0x00, 0x03, 0x00, 0xf4,
+	[0x100] = 0x40, 0x8b, 0x54, 0x24, 0x04, 0x89, 0xe5, 0xcf,
+	[0x200] = 0x5f, 0x0f, 0x20, 0xd6, 0xf4,
+};
+
+/* 32-bit at 0x10000:
+ * mov ecx, 0x174
+ * mov eax, 0x08
+ * xor edx, edx
+ * wrmsr
+ * mov ecx, 0x175
+ * mov eax, 0x90000
+ * wrmsr
+ * mov ecx, 0x176
+ * mov eax, 0x10100
+ * wrmsr
+ * mov ecx, 0x7f000
+ * mov edx, 0x10200
+ * sysexit
+ * .org 0x100
+ * kern:
+ * mov edi, esp
+ * mov ecx, ebp
+ * mov edx, 0x10210
+ * sysexit
+ * .org 0x200
+ * user:
+ * mov ebp, 0x7e000
+ * sysenter
+ * .org 0x210
+ * mov esi, 0x77
+ * jmp .
+ */
+static const uint8_t code_sysenter32[] = {
+	0xb9, 0x74, 0x01, 0x00, 0x00, 0xb8, 0x08, 0x00, 0x00, 0x00, 0x31, 0xd2,
+	0x0f, 0x30, 0xb9, 0x75, 0x01, 0x00, 0x00, 0xb8, 0x00, 0x00, 0x09, 0x00,
+	0x0f, 0x30, 0xb9, 0x76, 0x01, 0x00, 0x00, 0xb8, 0x00, 0x01, 0x01, 0x00,
+	0x0f, 0x30, 0xb9, 0x00, 0xf0, 0x07, 0x00, 0xba, 0x00, 0x02, 0x01, 0x00,
+	0x0f, 0x35,
+	[0x100] = 0x89, 0xe7, 0x89, 0xe9, 0xba, 0x10, 0x02, 0x01, 0x00, 0x0f, 0x35,
+	[0x200] = 0xbd, 0x00, 0xe0, 0x07, 0x00, 0x0f, 0x34, 0x00, 0x00, 0x00, 0x00, 0x00,
+	0x00, 0x00, 0x00, 0x00, 0xbe, 0x77, 0x00, 0x00, 0x00, 0xeb, 0xfe,
+};
+
+/* 32-bit protected mode with 2-level (non-PAE) paging: kernel code/data
+ * dpl0 at 0x08/0x10, user code/data dpl3 at 0x18/0x20, 32-bit TSS. */
+static void setup_pm32(struct env *e, const uint8_t *code, size_t len, bool user)
+{
+	env_init(e);
+	uint32_t pde = 0x2000 | 7;
+	gm_write(&e->mem, 0x1000, &pde, 4);
+	for (uint32_t i = 0; i < 1024; i++) {
+		uint32_t pte = i == 0x30 ? 0 : (i << 12) | 7;
+		gm_write(&e->mem, 0x2000 + i * 4, &pte, 4);
+	}
+	w64(e, GDT + 0x08, 0x00cf9a000000ffffULL);
+	w64(e, GDT + 0x10, 0x00cf92000000ffffULL);
+	w64(e, GDT + 0x18, 0x00cffa000000ffffULL);
+	w64(e, GDT + 0x20, 0x00cff2000000ffffULL);
+	uint32_t esp0 = 0x90000, ss0 = 0x10;
+	gm_write(&e->mem, TSS + 4, &esp0, 4);
+	gm_write(&e->mem, TSS + 8, &ss0, 4);
+	cr_assert_eq(gm_write(&e->mem, CODE, code, len), 0);
+	struct cpu_state *s = &e->st;
+	s->cr0 = CR0_PE | CR0_ET | CR0_PG | CR0_WP;
+	s->cr3 = 0x1000;
+	if (user) {
+		seg(&s->seg[SEG_CS], 0x1b, 0xb, 3, false, true, 0xffffffff);
+		seg(&s->seg[SEG_SS], 0x23, 0x3, 3, false, true, 0xffffffff);
+	} else {
+		seg(&s->seg[SEG_CS], 0x08, 0xb, 0, false, true, 0xffffffff);
+		seg(&s->seg[SEG_SS], 0x10, 0x3, 0, false, true, 0xffffffff);
+	}
+	s->seg[SEG_DS] = s->seg[SEG_ES] = s->seg[SEG_FS] = s->seg[SEG_GS] = s->seg[SEG_SS];
+	s->seg[SEG_TR] = (struct segment){ .base = TSS, .limit = 0x67, .selector = 0x28, .type = 0xb, .present = 1 };
+	s->seg[SEG_LDTR] = (struct segment){ .unusable = 1 };
+	s->gdt = (struct dtable){ GDT, 0x2f };
+	s->idt = (struct dtable){ IDT, 0x7ff };
+	s->rflags = 2;
+	s->gpr[RSP] = 0x7f000;
+	s->rip = CODE;
+}
+
+static void set_gate32(struct env *e, int vec, uint32_t off, int dpl)
+{
+	uint64_t lo = (off & 0xffff) | (0x08ULL << 16) | ((uint64_t)(0x8e | (dpl << 5)) << 40) |
+		      ((uint64_t)(off >> 16) << 48);
+	w64(e, IDT + vec * 8, lo);
+}
+
+Test(soft_core, protected32_user_kernel_and_page_fault)
+{
+	struct env e;
+	setup_pm32(&e, code_pm32, sizeof(code_pm32), true);
+	set_gate32(&e, 0x80, CODE + 0x100, 3);
+	set_gate32(&e, 14, CODE + 0x200, 0);
+	int r = run_deliver(&e, 1000);
+	cr_assert_eq(r, EXIT_HLT);
+	cr_assert_eq(e.st.gpr[RBX], 0x12);
+	cr_assert_eq(e.st.gpr[RDX], 0x1b);              /* user CS in the frame */
+	cr_assert_eq(e.st.gpr[RBP], 0x90000 - 20);      /* EIP CS EFLAGS ESP SS on the TSS stack */
+	cr_assert_eq(e.st.gpr[RDI], 4);                 /* #PF: user read, not present */
+	cr_assert_eq(e.st.gpr[RSI], 0x30000);
+	cr_assert_eq(e.st.seg[SEG_CS].selector, 0x08);
+	cr_assert_eq(e.st.seg[SEG_SS].selector, 0x10);
+	env_fini(&e);
+}
+
+Test(soft_core, sysenter_sysexit32)
+{
+	struct env e;
+	setup_pm32(&e, code_sysenter32, sizeof(code_sysenter32), false);
+	int r = run_deliver(&e, 40);
+	cr_assert_eq(r, EXIT_LIMIT);
+	cr_assert_eq(e.st.gpr[RSI], 0x77);
+	cr_assert_eq(e.st.gpr[RDI], 0x90000);
+	cr_assert_eq(e.st.gpr[RSP], 0x7e000);
+	cr_assert_eq(e.st.seg[SEG_CS].selector, 0x1b);
+	cr_assert_eq(e.st.seg[SEG_SS].selector, 0x23);
+	env_fini(&e);
+}
+
+/* 64-bit at 0x10000:
+ * xor eax, eax
+ * cpuid
+ * mov r8d, ebx
+ * mov eax, 1
+ * cpuid
+ * hlt
+ */
+static const uint8_t code_cpuid[] = {
+	0x31, 0xc0, 0x0f, 0xa2, 0x41, 0x89, 0xd8, 0xb8, 0x01, 0x00, 0x00, 0x00,
+	0x0f, 0xa2, 0xf4,
+};
+
+Test(soft_core, cpuid_model)
+{
+	struct env e;
+	setup_long(&e, code_cpuid, sizeof(code_cpuid));
+	run(&e, 100);
+	cr_assert_eq(e.res.stop, SOFT_STOP_HLT);
+	cr_assert_eq(e.st.gpr[R8], 0x756e6547); /* "Genu" */
+	cr_assert(e.st.gpr[RDX] & (1u << 26), "SSE2");
+	cr_assert(e.st.gpr[RCX] & (1u << 31), "hypervisor");
+	cr_assert(!(e.st.gpr[RCX] & (1u << 26)), "no XSAVE");
+	env_fini(&e);
+}
+
+/* 64-bit at 0x10000: the most negative 128-bit dividend over -1
+ * mov rdx, 0x8000000000000000
+ * xor eax, eax
+ * mov rcx, -1
+ * idiv rcx
+ * hlt
+ */
+static const uint8_t code_idiv_ovf[] = {
+	0x48, 0xba, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x31, 0xc0,
+	0x48, 0xc7, 0xc1, 0xff, 0xff, 0xff, 0xff, 0x48, 0xf7, 0xf9, 0xf4,
+};
+
+Test(soft_core, idiv_overflow_is_divide_error)
+{
+	struct env e;
+	setup_long(&e, code_idiv_ovf, sizeof(code_idiv_ovf));
+	run(&e, 100);
+	cr_assert_eq(e.res.stop, SOFT_STOP_EXCEPTION);
+	cr_assert_eq(e.res.vector, 0);
+	cr_assert_eq(e.st.rip, CODE + 19);
 	env_fini(&e);
 }

@@ -4,9 +4,11 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include <Zydis/Zydis.h>
 
+#include "engine/soft/fpu/soft_glue.h"
 #include "engine/soft/soft_cpu.h"
 #include "util/log.h"
 
@@ -21,6 +23,9 @@ static void handlers_init(void)
 	soft_int_handlers(handlers);
 	soft_sys_handlers(handlers);
 	soft_sse_handlers(handlers);
+	/* the x87/SSE library (fpu/) over the core's minimal SSE moves; it
+	 * routes the SSE forms of MOVSD/CMPSD through soft_set_sse_alias */
+	fpu_soft_handlers(handlers);
 }
 
 void soft_register_handler(unsigned mnemonic, soft_handler fn)
@@ -30,6 +35,20 @@ void soft_register_handler(unsigned mnemonic, soft_handler fn)
 		soft_set_sse_alias(mnemonic, fn);
 	else if (mnemonic <= ZYDIS_MNEMONIC_MAX_VALUE)
 		handlers[mnemonic] = fn;
+}
+
+/* The core's own handler for a mnemonic (specialized forms replace only
+ * these, never a handler the x87/SSE library installed). */
+static soft_handler core_handlers[ZYDIS_MNEMONIC_MAX_VALUE + 1];
+static pthread_once_t core_once = PTHREAD_ONCE_INIT;
+static void core_init(void)
+{
+	soft_int_handlers(core_handlers);
+}
+soft_handler soft_handlers_generic(unsigned mnemonic)
+{
+	pthread_once(&core_once, core_init);
+	return mnemonic <= ZYDIS_MNEMONIC_MAX_VALUE ? core_handlers[mnemonic] : NULL;
 }
 
 soft_handler soft_lookup_handler(unsigned mnemonic)
@@ -94,13 +113,51 @@ void soft_mode_changed(struct soft_cpu *cpu)
 		if (s->rflags & RFLAGS_VM)
 			cpu->cpl = 3;
 	}
-	if (cpu->cpl == 3)
+	bool align = cpu->cpl == 3 && (s->cr0 & CR0_AM) && (s->rflags & RFLAGS_AC);
+	if (cpu->dbg_data || align)
+		cpu->mmu_view = cpu->cpl == 3 ? MMU_USER_SLOW : MMU_SUP_SLOW;
+	else if (cpu->cpl == 3)
 		cpu->mmu_view = MMU_USER;
 	else if ((s->cr4 & CR4_SMAP) && (s->rflags & RFLAGS_AC))
 		cpu->mmu_view = MMU_SUP_AC;
 	else
 		cpu->mmu_view = MMU_SUP;
 	cpu->mode_dirty = true;
+}
+
+void soft_debug_changed(struct soft_cpu *cpu)
+{
+	uint64_t dr7 = cpu->s.dr[7];
+	cpu->dbg_exec = cpu->dbg_data = 0;
+	for (int i = 0; i < 4; i++) {
+		if (!((dr7 >> (i * 2)) & 3))
+			continue;
+		if (((dr7 >> (16 + i * 4)) & 3) == 0)
+			cpu->dbg_exec |= (uint8_t)(1u << i);
+		else if (((dr7 >> (16 + i * 4)) & 3) != 2) /* 2: I/O breakpoints, not modelled */
+			cpu->dbg_data |= (uint8_t)(1u << i);
+	}
+	soft_mode_changed(cpu);
+}
+
+void soft_ss_noncanonical(struct soft_cpu *cpu, uint64_t la)
+{
+	(void)la;
+	soft_raise(cpu, 12, 0, true);
+}
+
+/* An instruction breakpoint at the current instruction (a fault). */
+static void check_exec_bp(struct soft_cpu *cpu)
+{
+	if (cpu->s.rflags & RFLAGS_RF)
+		return;
+	uint64_t la = cpu->mode64 ? cpu->s.rip : (uint32_t)(cpu->s.seg[SEG_CS].base + cpu->s.rip);
+	for (int i = 0; i < 4; i++) {
+		if ((cpu->dbg_exec >> i) & 1 && cpu->s.dr[i] == la) {
+			cpu->s.dr[6] |= 1u << i;
+			soft_raise(cpu, 1, 0, false);
+		}
+	}
 }
 
 /* ---- translation cache ---- */
@@ -326,6 +383,10 @@ static void convert(struct soft_cpu *cpu, const ZydisDecodedInstruction *zi,
 	if (!in->fn) {
 		soft_handler h = soft_lookup_handler(zi->mnemonic);
 		in->fn = h ? h : h_unimpl;
+		if (h == soft_handlers_generic(zi->mnemonic)) {
+			soft_specialize(in);
+			soft_specialize_store(in);
+		}
 	}
 }
 
@@ -353,8 +414,15 @@ static int decode_one(struct soft_cpu *cpu, const ZydisDecoder *dec, uint64_t la
 	unsigned avail = 4096 - (pa & 0xfff);
 	const uint8_t *p = gm_ptr(cpu->mem, pa, 1);
 	if (!p) {
-		/* Executing from MMIO: unsupported. */
-		soft_exit(cpu, EXIT_IO);
+		/* Executing outside RAM: standalone runs stop; in a VM the bus
+		 * reads all ones there, and FF FF is an invalid opcode. */
+		if (!cpu->svm->vm)
+			soft_exit(cpu, EXIT_IO);
+		memset(out, 0, sizeof(*out));
+		out->fn = h_invalid;
+		out->len = 1;
+		*end = true;
+		return 1;
 	}
 	unsigned n = avail < 15 ? avail : 15;
 	if (!gm_ptr(cpu->mem, pa, n))
@@ -370,9 +438,12 @@ static int decode_one(struct soft_cpu *cpu, const ZydisDecoder *dec, uint64_t la
 			la2 = (uint32_t)la2;
 		uint64_t pa2 = soft_translate(cpu, la2, ACC_EXEC);
 		const uint8_t *p2 = gm_ptr(cpu->mem, pa2, 15 - n);
-		if (!p2)
+		if (!p2 && !cpu->svm->vm)
 			soft_exit(cpu, EXIT_IO);
-		memcpy(buf + n, p2, 15 - n);
+		if (p2)
+			memcpy(buf + n, p2, 15 - n);
+		else
+			memset(buf + n, 0xff, 15 - n);
 		st = ZydisDecoderDecodeFull(dec, buf, 15, &zi, zo);
 		if (ZYAN_SUCCESS(st)) {
 			convert(cpu, &zi, zo, out);
@@ -401,6 +472,9 @@ static struct tblock *tc_build(struct soft_cpu *cpu, uint64_t la, uint64_t pa)
 	if (cpu->tc.used + max > TC_ARENA_SIZE)
 		soft_tc_flush(cpu);
 	struct tblock *b = (struct tblock *)(cpu->tc.arena + cpu->tc.used);
+	/* Mark the page before reading its bytes: a writer on another vCPU
+	 * then either sees the mark or wrote before we decode. */
+	soft_mark_code(cpu, pa);
 	unsigned n = 0;
 	uint64_t off = 0;
 	bool cross = false;
@@ -436,7 +510,6 @@ static struct tblock *tc_build(struct soft_cpu *cpu, uint64_t la, uint64_t pa)
 	unsigned ph = tc_phash(pa >> 12);
 	b->pnext = cpu->tc.pages[ph];
 	cpu->tc.pages[ph] = b;
-	soft_mark_code(cpu, pa);
 	return b;
 }
 
@@ -474,28 +547,35 @@ static inline struct tblock *tc_lookup(struct soft_cpu *cpu)
 
 /* ---- run loop ---- */
 
+/* Exception classes for the double-fault rules (SDM vol. 3, 6.15). */
+static int exc_class(int v)
+{
+	switch (v) {
+	case 0: case 10: case 11: case 12: case 13: return 1; /* contributory */
+	case 14: return 2;                                     /* page fault */
+	default: return 0;                                     /* benign */
+	}
+}
+
 static void handle_exception(struct soft_cpu *cpu)
 {
 	int vec = cpu->exc_vector;
-	if (cpu->exc_depth >= 2) {
-		soft_exit(cpu, EXIT_SHUTDOWN);
-	}
-	if (cpu->exc_depth == 1 && vec != 14 && vec != 1) {
-		/* A fault while delivering another: double fault (kept simple:
-		 * benign combinations are rare in practice). */
-		cpu->exc_depth = 2;
-		soft_deliver(cpu, 8, 0, INT_ERR | INT_EXT);
-		cpu->exc_depth = 0;
-		return;
-	}
-	if (cpu->exc_depth == 1) {
-		cpu->exc_depth = 2;
-		soft_deliver(cpu, 8, 0, INT_ERR | INT_EXT);
-		cpu->exc_depth = 0;
-		return;
+	uint32_t err = cpu->exc_error;
+	int flags = (cpu->exc_has_error ? INT_ERR : 0) | INT_EXT;
+	if (cpu->exc_depth) {
+		/* a fault while delivering cpu->exc_first */
+		int first = cpu->exc_first, c1 = exc_class(first), c2 = exc_class(vec);
+		if (first == 8)
+			soft_exit(cpu, EXIT_SHUTDOWN);
+		if ((c1 == 1 && c2 == 1) || (c1 == 2 && c2 != 0)) {
+			vec = 8;
+			err = 0;
+			flags = INT_ERR | INT_EXT;
+		}
 	}
 	cpu->exc_depth = 1;
-	soft_deliver(cpu, vec, cpu->exc_error, (cpu->exc_has_error ? INT_ERR : 0) | INT_EXT);
+	cpu->exc_first = (uint8_t)vec;
+	soft_deliver(cpu, vec, err, flags);
 	cpu->exc_depth = 0;
 }
 
@@ -520,13 +600,30 @@ int soft_exec(struct soft_cpu *cpu)
 			if (r)
 				return r;
 		}
+		if (cpu->lapic) {
+			/* RDTSC is slow on some hosts (nested VMs): look at the
+			 * clock every few thousand instructions only */
+			if (cpu->insns >= cpu->timer_check) {
+				cpu->timer_check = cpu->insns + 4096;
+				if (__builtin_ia32_rdtsc() >= cpu->timer_tsc)
+					soft_platform_timers(cpu);
+			}
+			if (soft_lapic_maybe_pending(cpu))
+				soft_platform_accept(cpu);
+		}
+		if (cpu->deliver && (cpu->s.halted || cpu->s.wait_for_sipi))
+			return EXIT_HLT;
 		if (cpu->insns >= cpu->max_insns)
 			return EXIT_LIMIT;
 		struct tblock *b = tc_lookup(cpu);
 		unsigned n = b->ninsn;
 		bool shadow = cpu->shadow;
-		if (shadow)
+		bool tf = cpu->s.rflags & RFLAGS_TF;
+		if (shadow || tf || cpu->dbg_exec || cpu->dbg_data)
 			n = 1;
+		if (cpu->dbg_exec)
+			check_exec_bp(cpu);
+		cpu->dbg_hit = 0;
 		if (cpu->max_insns - cpu->insns < n)
 			n = (unsigned)(cpu->max_insns - cpu->insns);
 		cpu->mode_dirty = false;
@@ -545,6 +642,17 @@ int soft_exec(struct soft_cpu *cpu)
 		}
 		if (shadow)
 			cpu->shadow = false;
+		/* RF suppresses instruction breakpoints for one instruction */
+		if (cpu->s.rflags & RFLAGS_RF)
+			cpu->s.rflags &= ~RFLAGS_RF;
+		if ((tf || cpu->dbg_hit) && !cpu->exit_code) {
+			/* single-step or data-breakpoint trap after the instruction */
+			if (tf)
+				cpu->s.dr[6] |= 0x4000;
+			cpu->s.dr[6] |= cpu->dbg_hit;
+			cpu->dbg_hit = 0;
+			soft_raise(cpu, 1, 0, false);
+		}
 		if (cpu->exit_code) {
 			int c = cpu->exit_code;
 			cpu->exit_code = 0;
@@ -570,7 +678,11 @@ int soft_cpu_init(struct soft_cpu *cpu, struct soft_vm *svm, unsigned id)
 	atomic_init(&cpu->intr_vector, -1);
 	atomic_init(&cpu->sipi_vector, -1);
 	pthread_mutex_init(&cpu->lock, NULL);
-	pthread_cond_init(&cpu->cond, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&cpu->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	cpu->max_insns = UINT64_MAX;
 	cpu->jc_gen = 1;
 	soft_tlb_flush(cpu, true);
@@ -596,9 +708,11 @@ void soft_set_state(struct soft_cpu *cpu, const struct cpu_state *st)
 	if ((st->cr0 & CR0_PE) && (st->rflags & RFLAGS_VM))
 		cpu->cpl = 3;
 	cpu->shadow = st->interrupt_shadow;
-	soft_mode_changed(cpu);
+	soft_debug_changed(cpu);
 	soft_tlb_flush(cpu, true);
-	cpu->tsc_offset = st->tsc - soft_host_tsc();
+	/* A state without a TSC (power-on, INIT) runs on the VM's common TSC,
+	 * so every vCPU reads the same clock; a saved TSC is restored. */
+	cpu->tsc_offset = st->tsc ? st->tsc - soft_host_tsc() : cpu->svm->tsc_offset;
 }
 
 void soft_get_state(struct soft_cpu *cpu, struct cpu_state *st)

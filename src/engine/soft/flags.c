@@ -111,9 +111,43 @@ static inline bool of(const struct soft_cpu *c)
 	return c->lf_op == LF_NONE ? (c->s.rflags & RFLAGS_OF) != 0 : lf_of(c);
 }
 
+/* Conditions after CMP/SUB compare the operands directly; after TEST/AND/
+ * OR/XOR, CF and OF are clear. These two cover most Jcc/SETcc/CMOVcc. */
+static inline bool cond_sub(const struct soft_cpu *c, unsigned cc, bool *r)
+{
+	uint64_t m = size_mask(c->lf_size);
+	uint64_t a = c->lf_src1 & m, b = c->lf_src2 & m;
+	int64_t sa = (int64_t)sext(a, c->lf_size), sb = (int64_t)sext(b, c->lf_size);
+	switch (cc >> 1) {
+	case 1: *r = a < b; return true;
+	case 2: *r = a == b; return true;
+	case 3: *r = a <= b; return true;
+	case 6: *r = sa < sb; return true;
+	case 7: *r = sa <= sb; return true;
+	default: return false;
+	}
+}
+
+static inline bool cond_logic(const struct soft_cpu *c, unsigned cc, bool *r)
+{
+	uint64_t res = c->lf_res & size_mask(c->lf_size);
+	bool z = res == 0, sgn = (res >> (c->lf_size * 8 - 1)) & 1;
+	switch (cc >> 1) {
+	case 0: case 1: *r = false; return true;
+	case 2: case 3: *r = z; return true;
+	case 4: case 6: *r = sgn; return true;
+	case 7: *r = z || sgn; return true;
+	default: return false;
+	}
+}
+
 bool soft_cond(struct soft_cpu *c, unsigned cc)
 {
 	bool r;
+	if (c->lf_op == LF_SUB && cond_sub(c, cc, &r))
+		return (cc & 1) ? !r : r;
+	if (c->lf_op == LF_LOGIC && cond_logic(c, cc, &r))
+		return (cc & 1) ? !r : r;
 	switch (cc >> 1) {
 	case 0: r = of(c); break;
 	case 1: r = soft_cf(c); break;

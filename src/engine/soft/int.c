@@ -677,7 +677,7 @@ H(h_idiv)
 		int64_t q = n / d; if (q != (int32_t)q) soft_raise(cpu, 0, 0, false);
 		wr_gpr(cpu, RAX, 4, (uint64_t)q); wr_gpr(cpu, RDX, 4, (uint64_t)(n % d)); break; }
 	default: { __int128 n = (__int128)(((unsigned __int128)cpu->s.gpr[RDX] << 64) | cpu->s.gpr[RAX]);
-		if (d == -1 && n == -n && n != 0) soft_raise(cpu, 0, 0, false);
+		if (d == -1 && (unsigned __int128)n == (unsigned __int128)1 << 127) soft_raise(cpu, 0, 0, false);
 		__int128 q = n / d; if (q != (int64_t)q) soft_raise(cpu, 0, 0, false);
 		cpu->s.gpr[RAX] = (uint64_t)q; cpu->s.gpr[RDX] = (uint64_t)(n % d); break; }
 	}
@@ -978,6 +978,13 @@ H(h_salc)
 }
 
 H(h_nop) { (void)cpu; (void)in; return SOFT_NEXT; }
+H(h_clflush)
+{
+	/* no caches to flush; the address must still be valid */
+	uint64_t la = ea_lin(cpu, in, 1, false);
+	soft_translate(cpu, la, ACC_READ);
+	return SOFT_NEXT;
+}
 H(h_fence) { (void)cpu; (void)in; __atomic_thread_fence(__ATOMIC_SEQ_CST); return SOFT_NEXT; }
 
 /* ---- BCD (legal outside 64-bit mode only; Zydis rejects them there) ---- */
@@ -1265,7 +1272,7 @@ void soft_int_handlers(soft_handler *t)
 	R(XCHG, h_xchg); R(XADD, h_xadd); R(CMPXCHG, h_cmpxchg);
 	R(CMPXCHG8B, h_cmpxchg8b); R(CMPXCHG16B, h_cmpxchg8b);
 	R(MOV, h_mov); R(MOVZX, h_movzx); R(MOVSX, h_movsx); R(MOVSXD, h_movsx);
-	R(LEA, h_lea); R(BSWAP, h_bswap); R(MOVBE, h_movbe);
+	R(LEA, h_lea); R(MOVNTI, h_mov); R(CLFLUSH, h_clflush); R(BSWAP, h_bswap); R(MOVBE, h_movbe);
 	R(CBW, h_cbw); R(CWDE, h_cbw); R(CDQE, h_cbw);
 	R(CWD, h_cwd); R(CDQ, h_cwd); R(CQO, h_cwd); R(XLAT, h_xlat);
 	R(JO, h_jcc); R(JNO, h_jcc); R(JB, h_jcc); R(JNB, h_jcc); R(JZ, h_jcc); R(JNZ, h_jcc);

@@ -212,7 +212,8 @@ static bool canonical(uint64_t la)
 static uint32_t check(struct soft_cpu *cpu, const struct walk *w, int kind, int view, bool implicit)
 {
 	const struct cpu_state *s = &cpu->s;
-	bool user = view == MMU_USER && !implicit;
+	bool user = (view == MMU_USER || view == MMU_USER_SLOW) && !implicit;
+	bool sup_ac = view == MMU_SUP_AC || (view == MMU_SUP_SLOW && (s->rflags & RFLAGS_AC));
 	if (user && !w->user)
 		return PFEC_P;
 	switch (kind) {
@@ -227,7 +228,7 @@ static uint32_t check(struct soft_cpu *cpu, const struct walk *w, int kind, int 
 			return PFEC_P;
 		return 0;
 	}
-	if (!user && w->user && (s->cr4 & CR4_SMAP) && (implicit || view != MMU_SUP_AC))
+	if (!user && w->user && (s->cr4 & CR4_SMAP) && (implicit || !sup_ac))
 		return PFEC_P;
 	return 0;
 }
@@ -253,7 +254,7 @@ uint64_t soft_translate(struct soft_cpu *cpu, uint64_t la, int acc)
 	} else {
 		uint32_t pfec = 0;
 		if (kind == ACC_WRITE) pfec |= PFEC_W;
-		if (view == MMU_USER && !implicit) pfec |= PFEC_U;
+		if ((view == MMU_USER || view == MMU_USER_SLOW) && !implicit) pfec |= PFEC_U;
 		if (kind == ACC_EXEC && ((cpu->s.efer & EFER_NXE) || (cpu->s.cr4 & CR4_SMEP)))
 			pfec |= PFEC_I;
 		walk(cpu, la, pfec, kind == ACC_WRITE, &w);
@@ -264,7 +265,7 @@ uint64_t soft_translate(struct soft_cpu *cpu, uint64_t la, int acc)
 		if (kind == ACC_WRITE)
 			w.dirty = true;
 	}
-	if (implicit)
+	if (implicit || view >= MMU_SUP_SLOW)
 		return w.pa;
 	/* Fill the entry for this view with every access kind it allows now. */
 	uint64_t ppage = w.pa & ~0xfffULL;
@@ -350,8 +351,34 @@ static void piece_write(struct soft_cpu *cpu, uint64_t pa, const uint8_t *src, u
 		soft_phys_write(cpu, pa + i, 1, src[i]);
 }
 
+/* Alignment check and data breakpoints (the SLOW views only). */
+static void slow_checks(struct soft_cpu *cpu, uint64_t la, unsigned size, int acc)
+{
+	if (cpu->mmu_view < MMU_SUP_SLOW || (acc & ACC_IMPLICIT))
+		return;
+	if (cpu->mmu_view == MMU_USER_SLOW && (cpu->s.cr0 & CR0_AM) && (cpu->s.rflags & RFLAGS_AC) &&
+	    (size == 2 || size == 4 || size == 8) && (la & (size - 1)))
+		soft_raise(cpu, 17, 0, true);
+	uint64_t dr7 = cpu->s.dr[7];
+	for (int i = 0; i < 4; i++) {
+		if (!((cpu->dbg_data >> i) & 1))
+			continue;
+		unsigned rw = (dr7 >> (16 + i * 4)) & 3;
+		if (rw == 1 && (acc & 3) != ACC_WRITE)
+			continue;
+		static const unsigned lens[4] = { 1, 2, 8, 4 };
+		unsigned len = lens[(dr7 >> (18 + i * 4)) & 3];
+		uint64_t b = cpu->s.dr[i] & ~(uint64_t)(len - 1);
+		if (la < b + len && b < la + size)
+			cpu->dbg_hit |= (uint8_t)(1u << i);
+	}
+	if (cpu->dbg_hit)
+		cpu->block_dirty = true;
+}
+
 void soft_lin_read(struct soft_cpu *cpu, uint64_t la, void *dst, unsigned size, int acc)
 {
+	slow_checks(cpu, la, size, acc);
 	unsigned first = 4096 - (la & 0xfff);
 	if (first >= size) {
 		piece_read(cpu, soft_translate(cpu, la, acc), dst, size);
@@ -369,6 +396,7 @@ void soft_lin_read(struct soft_cpu *cpu, uint64_t la, void *dst, unsigned size, 
 void soft_lin_write(struct soft_cpu *cpu, uint64_t la, const void *src, unsigned size, int acc)
 {
 	acc = (acc & ~3) | ACC_WRITE;
+	slow_checks(cpu, la, size, acc);
 	unsigned first = 4096 - (la & 0xfff);
 	if (first >= size) {
 		piece_write(cpu, soft_translate(cpu, la, acc), src, size);
@@ -385,6 +413,7 @@ void soft_lin_write(struct soft_cpu *cpu, uint64_t la, const void *src, unsigned
 
 void *soft_lin_ptr(struct soft_cpu *cpu, uint64_t la, unsigned size, int acc)
 {
+	slow_checks(cpu, la, size, acc);
 	if ((la & 0xfff) + size > 4096) {
 		/* Check both pages now so a later split access cannot fault
 		 * half-way. */

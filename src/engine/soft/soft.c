@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "arch/x86/boot.h"
 #include "engine/engine.h"
@@ -36,12 +37,17 @@ static uint64_t ram_pages(const struct guest_memory *mem)
 	return (end + 4095) >> 12;
 }
 
-static int svm_init(struct soft_vm *svm, struct guest_memory *mem, struct vm *vm)
+int soft_svm_init(struct soft_vm *svm, struct guest_memory *mem, struct vm *vm)
 {
 	memset(svm, 0, sizeof(*svm));
 	svm->mem = mem;
 	svm->vm = vm;
 	svm->nr_pages = ram_pages(mem);
+	svm->nr_cpus = vm ? vm->nr_vcpus : 1;
+	svm->tsc_offset = -soft_host_tsc();
+	struct cpu_features f;
+	soft_cpu_features(&f);
+	cpuid_model_init(&svm->model, &f, CPUID_HV_KITE);
 	svm->code_pages = calloc(svm->nr_pages ? svm->nr_pages : 1, 1);
 	if (!svm->code_pages)
 		return -ENOMEM;
@@ -49,7 +55,7 @@ static int svm_init(struct soft_vm *svm, struct guest_memory *mem, struct vm *vm
 	return 0;
 }
 
-static void svm_destroy(struct soft_vm *svm)
+void soft_svm_destroy(struct soft_vm *svm)
 {
 	free((void *)svm->code_pages);
 	svm->code_pages = NULL;
@@ -65,8 +71,14 @@ static int soft_vm_init(struct vm *vm)
 	struct soft_vm_priv *p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	int ret = svm_init(&p->svm, &vm->mem, vm);
+	int ret = soft_svm_init(&p->svm, &vm->mem, vm);
 	if (ret) {
+		free(p);
+		return ret;
+	}
+	ret = soft_platform_create(&p->svm, vm);
+	if (ret) {
+		soft_svm_destroy(&p->svm);
 		free(p);
 		return ret;
 	}
@@ -79,7 +91,8 @@ static void soft_vm_destroy(struct vm *vm)
 	struct soft_vm_priv *p = vm->engine_data;
 	if (!p)
 		return;
-	svm_destroy(&p->svm);
+	soft_platform_destroy(&p->svm);
+	soft_svm_destroy(&p->svm);
 	free(p);
 	vm->engine_data = NULL;
 }
@@ -96,6 +109,12 @@ static int soft_vcpu_init(struct vcpu *vcpu)
 		return ret;
 	}
 	cpu->deliver = true;
+	ret = soft_platform_vcpu_init(cpu);
+	if (ret) {
+		soft_cpu_destroy(cpu);
+		free(cpu);
+		return ret;
+	}
 	p->cpus[vcpu->id] = cpu;
 	vcpu->engine_data = cpu;
 	return 0;
@@ -109,6 +128,7 @@ static void soft_vcpu_destroy(struct vcpu *vcpu)
 		return;
 	if (p)
 		p->cpus[vcpu->id] = NULL;
+	soft_platform_vcpu_destroy(cpu);
 	soft_cpu_destroy(cpu);
 	free(cpu);
 	vcpu->engine_data = NULL;
@@ -116,17 +136,25 @@ static void soft_vcpu_destroy(struct vcpu *vcpu)
 
 static int soft_vcpu_set_state(struct vcpu *vcpu, const struct cpu_state *st)
 {
-	soft_set_state(vcpu->engine_data, st);
+	struct soft_cpu *cpu = vcpu->engine_data;
+	soft_set_state(cpu, st);
+	/* the APIC base lives in the LAPIC model; a zero base means "not
+	 * given" (a loader's state), not "disable the APIC" */
+	if (cpu->lapic && st->msr.apic_base && soft_platform_wrmsr(cpu, 0x1b, st->msr.apic_base) < 0)
+		return -EINVAL;
 	return 0;
 }
 
 static int soft_vcpu_get_state(struct vcpu *vcpu, struct cpu_state *st)
 {
-	soft_get_state(vcpu->engine_data, st);
+	struct soft_cpu *cpu = vcpu->engine_data;
+	soft_get_state(cpu, st);
+	if (cpu->lapic)
+		soft_platform_rdmsr(cpu, 0x1b, &st->msr.apic_base);
 	return 0;
 }
 
-static void wake(struct soft_cpu *cpu, unsigned bits)
+void soft_cpu_wake(struct soft_cpu *cpu, unsigned bits)
 {
 	pthread_mutex_lock(&cpu->lock);
 	atomic_fetch_or(&cpu->pending, bits);
@@ -137,7 +165,7 @@ static void wake(struct soft_cpu *cpu, unsigned bits)
 static void soft_vcpu_kick(struct vcpu *vcpu)
 {
 	if (vcpu->engine_data)
-		wake(vcpu->engine_data, PEND_KICK);
+		soft_cpu_wake(vcpu->engine_data, PEND_KICK);
 }
 
 void soft_cpu_notify_code_write(struct soft_cpu *cpu, uint8_t mask)
@@ -153,15 +181,53 @@ void soft_cpu_notify_code_write(struct soft_cpu *cpu, uint8_t mask)
 	}
 }
 
+void soft_mem_written(struct vm *vm, uint64_t gpa, uint64_t len)
+{
+	struct soft_vm_priv *p = vm->engine_data;
+	if (!p || !len)
+		return;
+	struct soft_vm *svm = &p->svm;
+	uint64_t last = gpa + len - 1;
+	if (last < gpa)
+		last = UINT64_MAX;
+	for (uint64_t pfn = gpa >> 12; pfn <= (last >> 12) && pfn < svm->nr_pages; pfn++) {
+		if (!atomic_load_explicit(&svm->code_pages[pfn], memory_order_relaxed))
+			continue;
+		uint8_t mask = atomic_exchange(&svm->code_pages[pfn], 0);
+		for (unsigned i = 0; i < vm->nr_vcpus; i++)
+			if (p->cpus[i] && (mask & (1u << (i & 7))))
+				atomic_fetch_or(&p->cpus[i]->pending, PEND_FLUSH);
+	}
+}
+
 static bool intr_ready(struct soft_cpu *cpu)
 {
 	return (cpu->s.rflags & RFLAGS_IF) && !cpu->shadow;
+}
+
+/* The architectural reset state's segments and registers, for a state that
+ * has none (a loader that left an AP's state zeroed). */
+static void reset_defaults(struct cpu_state *st)
+{
+	for (int i = 0; i < SEG_LDTR; i++)
+		st->seg[i] = (struct segment){ .limit = 0xffff, .type = i == SEG_CS ? 0xb : 0x3,
+					       .s = 1, .present = 1 };
+	st->seg[SEG_LDTR] = (struct segment){ .limit = 0xffff, .type = 2, .present = 1 };
+	st->seg[SEG_TR] = (struct segment){ .limit = 0xffff, .type = 0xb, .present = 1 };
+	st->idt.limit = 0x3ff;
+	st->gdt.limit = 0xffff;
+	st->cr0 = 0x60000010;
+	st->rflags = 2;
+	st->gpr[RDX] = 0x600;
+	st->msr.pat = 0x0007040600070406ULL;
 }
 
 static void do_init(struct soft_cpu *cpu)
 {
 	struct cpu_state st;
 	x86_reset_state(&st, cpu->id);
+	if (!st.seg[SEG_CS].limit)
+		reset_defaults(&st);
 	st.wait_for_sipi = true;
 	st.msr.apic_base = cpu->s.msr.apic_base;
 	soft_set_state(cpu, &st);
@@ -169,6 +235,11 @@ static void do_init(struct soft_cpu *cpu)
 
 static void do_sipi(struct soft_cpu *cpu, int vector)
 {
+	if (!cpu->s.seg[SEG_DS].limit) {
+		struct cpu_state st = cpu->s;
+		reset_defaults(&st);
+		soft_set_state(cpu, &st);
+	}
 	struct segment *cs = &cpu->s.seg[SEG_CS];
 	cs->selector = (uint16_t)(vector << 8);
 	cs->base = (uint64_t)vector << 12;
@@ -206,40 +277,63 @@ int soft_cpu_pending(struct soft_cpu *cpu)
 	}
 	if (cpu->s.wait_for_sipi)
 		return EXIT_HLT;
-	if (p & PEND_NMI) {
+	if ((p & PEND_NMI) && !cpu->nmi_blocked) {
 		atomic_fetch_and(&cpu->pending, ~PEND_NMI);
 		cpu->s.halted = false;
+		cpu->nmi_blocked = true;
 		soft_deliver(cpu, 2, 0, INT_EXT);
 		return 0;
 	}
-	if ((p & PEND_INTR) && intr_ready(cpu)) {
-		int v;
-		if (cpu->intr_ack) {
+	if (p & PEND_INTR) {
+		bool legacy = cpu->intr_ack || atomic_load(&cpu->intr_vector) >= 0;
+		if (legacy && intr_ready(cpu)) {
+			int v;
 			atomic_fetch_and(&cpu->pending, ~PEND_INTR);
-			v = cpu->intr_ack(cpu->intr_opaque);
-		} else {
-			v = atomic_exchange(&cpu->intr_vector, -1);
+			if (cpu->intr_ack)
+				v = cpu->intr_ack(cpu->intr_opaque);
+			else
+				v = atomic_exchange(&cpu->intr_vector, -1);
+			if (v >= 0) {
+				cpu->s.halted = false;
+				soft_deliver(cpu, v, 0, INT_EXT);
+			}
+		} else if (!legacy && cpu->lapic) {
+			/* a LAPIC kick: its state is polled at every block */
 			atomic_fetch_and(&cpu->pending, ~PEND_INTR);
-		}
-		if (v >= 0) {
-			cpu->s.halted = false;
-			soft_deliver(cpu, v, 0, INT_EXT);
 		}
 	}
 	return 0;
 }
 
-/* Sleep while halted (or waiting for SIPI) until there is work. */
+/* Sleep while halted (or waiting for SIPI) until there is work: a kick,
+ * INIT/SIPI, NMI, an interrupt the vCPU would take, or the next timer
+ * deadline (the run loop then polls the timers). */
 static void halt_wait(struct soft_cpu *cpu, struct vm *vm)
 {
 	pthread_mutex_lock(&cpu->lock);
 	for (;;) {
 		unsigned p = atomic_load(&cpu->pending);
-		if (vm_should_stop(vm) || (p & (PEND_KICK | PEND_INIT | PEND_NMI)))
+		if (vm_should_stop(vm) || (p & (PEND_KICK | PEND_INIT | PEND_NMI | PEND_FLUSH)))
 			break;
-		if (cpu->s.wait_for_sipi ? (p & PEND_SIPI) : ((p & PEND_INTR) && (cpu->s.rflags & RFLAGS_IF)))
+		if (cpu->s.wait_for_sipi) {
+			if (p & PEND_SIPI)
+				break;
+		} else {
+			if ((p & PEND_INTR) && ((cpu->s.rflags & RFLAGS_IF) || cpu->lapic))
+				break;
+			if (cpu->lapic && soft_platform_intr_ready(cpu))
+				break;
+		}
+		uint64_t deadline = cpu->lapic ? soft_platform_deadline(cpu) : UINT64_MAX;
+		if (deadline == UINT64_MAX) {
+			pthread_cond_wait(&cpu->cond, &cpu->lock);
+			continue;
+		}
+		if (soft_now_ns() >= deadline)
 			break;
-		pthread_cond_wait(&cpu->cond, &cpu->lock);
+		struct timespec ts = { (time_t)(deadline / 1000000000ULL), (long)(deadline % 1000000000ULL) };
+		if (pthread_cond_timedwait(&cpu->cond, &cpu->lock, &ts) == ETIMEDOUT)
+			break;
 	}
 	pthread_mutex_unlock(&cpu->lock);
 }
@@ -253,13 +347,12 @@ static int soft_vcpu_run(struct vcpu *vcpu)
 			halt_wait(cpu, vm);
 			if (vm_should_stop(vm))
 				break;
-			unsigned p = atomic_load(&cpu->pending);
-			if (p & PEND_KICK) {
+			if (atomic_load(&cpu->pending) & PEND_KICK) {
 				atomic_fetch_and(&cpu->pending, ~PEND_KICK);
 				return 0;
 			}
-			if (!cpu->s.wait_for_sipi && !(p & PEND_INIT))
-				cpu->s.halted = false;
+			cpu->timer_tsc = 0;
+			cpu->timer_check = 0;
 		}
 		int r = soft_exec(cpu);
 		switch (r) {
@@ -285,9 +378,11 @@ static int soft_vcpu_run(struct vcpu *vcpu)
 static int soft_irq_line(struct vm *vm, unsigned gsi, bool level)
 {
 	struct soft_vm_priv *p = vm->engine_data;
+	if (p->svm.plat)
+		return soft_platform_irq_line(&p->svm, gsi, level);
 	if (gsi >= 64)
 		return -EINVAL;
-	/* Recorded until the IOAPIC/PIC models land and route it. */
+	/* no interrupt controllers: only recorded */
 	if (level)
 		atomic_fetch_or(&p->svm.irq_lines, 1ULL << gsi);
 	else
@@ -297,8 +392,10 @@ static int soft_irq_line(struct vm *vm, unsigned gsi, bool level)
 
 static int soft_irq_msi(struct vm *vm, uint64_t addr, uint32_t data)
 {
-	/* Fixed-destination MSI straight to the addressed vCPU until the LAPIC
-	 * model takes over delivery. */
+	struct soft_vm_priv *p = vm->engine_data;
+	if (p->svm.plat)
+		return soft_platform_msi(&p->svm, addr, data);
+	/* no interrupt controllers: fixed delivery to the addressed vCPU */
 	unsigned dest = (addr >> 12) & 0xff;
 	if (dest >= vm->nr_vcpus)
 		return -EINVAL;
@@ -315,31 +412,31 @@ void soft_vcpu_set_intr_source(struct vcpu *vcpu, int (*ack)(void *opaque), void
 
 void soft_vcpu_intr_pending(struct vcpu *vcpu)
 {
-	wake(vcpu->engine_data, PEND_INTR);
+	soft_cpu_wake(vcpu->engine_data, PEND_INTR);
 }
 
 void soft_vcpu_raise_intr(struct vcpu *vcpu, uint8_t vector)
 {
 	struct soft_cpu *cpu = vcpu->engine_data;
 	atomic_store(&cpu->intr_vector, vector);
-	wake(cpu, PEND_INTR);
+	soft_cpu_wake(cpu, PEND_INTR);
 }
 
 void soft_vcpu_nmi(struct vcpu *vcpu)
 {
-	wake(vcpu->engine_data, PEND_NMI);
+	soft_cpu_wake(vcpu->engine_data, PEND_NMI);
 }
 
 void soft_vcpu_init_signal(struct vcpu *vcpu)
 {
-	wake(vcpu->engine_data, PEND_INIT);
+	soft_cpu_wake(vcpu->engine_data, PEND_INIT);
 }
 
 void soft_vcpu_sipi(struct vcpu *vcpu, uint8_t vector)
 {
 	struct soft_cpu *cpu = vcpu->engine_data;
 	atomic_store(&cpu->sipi_vector, vector);
-	wake(cpu, PEND_SIPI);
+	soft_cpu_wake(cpu, PEND_SIPI);
 }
 
 const struct engine_ops soft_engine = {
@@ -355,6 +452,7 @@ const struct engine_ops soft_engine = {
 	.vcpu_kick = soft_vcpu_kick,
 	.irq_line = soft_irq_line,
 	.irq_msi = soft_irq_msi,
+	.mem_written = soft_mem_written,
 };
 
 /* ---- standalone ---- */
@@ -363,12 +461,12 @@ int soft_run_standalone(struct guest_memory *mem, struct cpu_state *state,
 			uint64_t max_insns, struct soft_run_result *res)
 {
 	struct soft_vm svm;
-	int ret = svm_init(&svm, mem, NULL);
+	int ret = soft_svm_init(&svm, mem, NULL);
 	if (ret)
 		return ret;
 	struct soft_cpu *cpu = calloc(1, sizeof(*cpu));
 	if (!cpu) {
-		svm_destroy(&svm);
+		soft_svm_destroy(&svm);
 		return -ENOMEM;
 	}
 	ret = soft_cpu_init(cpu, &svm, 0);
@@ -395,6 +493,6 @@ int soft_run_standalone(struct guest_memory *mem, struct cpu_state *state,
 	soft_cpu_destroy(cpu);
 out:
 	free(cpu);
-	svm_destroy(&svm);
+	soft_svm_destroy(&svm);
 	return ret;
 }

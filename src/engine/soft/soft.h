@@ -33,6 +33,18 @@ struct soft_run_result {
 int soft_run_standalone(struct guest_memory *mem, struct cpu_state *state,
 			uint64_t max_insns, struct soft_run_result *res);
 
+/* CPUID feature bits the soft engine implements, for the CPU model
+ * (arch/x86/cpuid.c) to advertise no more than this: leaf 1 EDX/ECX, leaf 7
+ * subleaf 0 EBX/ECX, leaf 0x80000001 EDX/ECX. Leaf 1 EDX includes the x87,
+ * MMX, FXSR, SSE and SSE2 bits the 64-bit kernel requires; their arithmetic
+ * comes with the x87/SSE library. */
+#define SOFT_CPUID_1_EDX  0x0789a979u /* FPU PSE TSC MSR PAE CX8 SEP PGE CMOV PAT CLFSH MMX FXSR SSE SSE2 */
+#define SOFT_CPUID_1_ECX  0x80c02000u /* CX16 MOVBE POPCNT HYPERVISOR */
+#define SOFT_CPUID_7_EBX  0x00100082u /* TSC_ADJUST SMEP SMAP */
+#define SOFT_CPUID_7_ECX  0x00400000u /* RDPID */
+#define SOFT_CPUID_X1_EDX 0x2c100800u /* SYSCALL NX PDPE1GB RDTSCP LM */
+#define SOFT_CPUID_X1_ECX 0x00000021u /* LAHF/SAHF ABM(LZCNT) */
+
 /* Interrupt-controller side of a soft vCPU (the LAPIC/PIC models drive
  * these; any thread). An interrupt source is polled when the vCPU can take
  * an interrupt: ack() returns the vector to deliver, or -1 for none. Without
@@ -45,5 +57,11 @@ void soft_vcpu_raise_intr(struct vcpu *vcpu, uint8_t vector);
 void soft_vcpu_nmi(struct vcpu *vcpu);
 void soft_vcpu_init_signal(struct vcpu *vcpu);    /* INIT: reset, wait for SIPI */
 void soft_vcpu_sipi(struct vcpu *vcpu, uint8_t vector);
+
+/* Guest memory was written behind the CPUs' back (device DMA, loaders):
+ * drop any code decoded from [gpa, gpa+len). Cheap when no code was
+ * decoded there. The VMM's DMA write path calls this for the soft engine. */
+struct vm;
+void soft_mem_written(struct vm *vm, uint64_t gpa, uint64_t len);
 
 #endif

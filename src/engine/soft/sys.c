@@ -335,10 +335,10 @@ H(h_popf)
 	if ((cpu->s.rflags & RFLAGS_VM) && ((cpu->s.rflags >> 12) & 3) < 3)
 		soft_gp(cpu, 0);
 	uint64_t v = soft_pop(cpu, sz);
-	bool was_if = cpu->s.rflags & RFLAGS_IF;
+	uint64_t old = cpu->s.rflags;
 	write_flags(cpu, v, sz, false);
-	if (!was_if && (cpu->s.rflags & RFLAGS_IF))
-		cpu->mode_dirty = true; /* let a pending interrupt in after this */
+	if ((~old & cpu->s.rflags) & (RFLAGS_IF | RFLAGS_TF))
+		cpu->mode_dirty = true; /* a pending interrupt, or single-step from the next instruction */
 	return SOFT_NEXT;
 }
 
@@ -543,6 +543,7 @@ H(h_iret)
 {
 	struct cpu_state *s = &cpu->s;
 	unsigned sz = in->osz;
+	cpu->nmi_blocked = false;
 	if (!(s->cr0 & CR0_PE)) {
 		uint64_t ip = soft_stack_peek(cpu, 0, sz);
 		uint16_t cs = (uint16_t)soft_stack_peek(cpu, sz, sz);
@@ -579,6 +580,23 @@ H(h_iret)
 		nsp = soft_stack_peek(cpu, 3 * sz, sz);
 		nss = (uint16_t)soft_stack_peek(cpu, 4 * sz, sz);
 	}
+	/* Validate the new SS before anything changes: IRET faults leave the
+	 * state as it was. */
+	uint64_t ssd = 0;
+	bool null_ss = !(nss & 0xfffc);
+	if (pop_ss) {
+		if (null_ss) {
+			if (!cpu->long_mode || !((d >> 53) & 1) || rpl == 3)
+				soft_gp(cpu, 0);
+		} else {
+			ssd = read_desc(cpu, nss, 13);
+			unsigned st = (ssd >> 40) & 0xf, sdpl = (ssd >> 45) & 3;
+			if ((nss & 3) != rpl || !((ssd >> 44) & 1) || (st & 8) || !(st & 2) || sdpl != rpl)
+				soft_gp(cpu, nss & 0xfffc);
+			if (!((ssd >> 47) & 1))
+				soft_raise(cpu, 12, nss & 0xfffc, true);
+		}
+	}
 	uint8_t ocpl = cpu->cpl;
 	write_flags(cpu, fl, sz, true);
 	if (!pop_ss) {
@@ -587,19 +605,18 @@ H(h_iret)
 		load_cs(cpu, sel, d, rpl);
 	} else {
 		load_cs(cpu, sel, d, rpl);
-		if (!(nss & 0xfffc) && cpu->long_mode && !(d >> 53 & 1) ) {
-			soft_gp(cpu, 0);
-		}
-		if (!(nss & 0xfffc) && cpu->long_mode) {
-			if (rpl == 3)
-				soft_gp(cpu, 0);
-			s->seg[SEG_SS].selector = nss;
-			s->seg[SEG_SS].unusable = 1;
-			s->seg[SEG_SS].dpl = (uint8_t)rpl;
-			soft_mode_changed(cpu);
+		struct segment *ss = &s->seg[SEG_SS];
+		if (null_ss) {
+			ss->selector = nss;
+			ss->unusable = 1;
+			ss->present = 0;
+			ss->dpl = (uint8_t)rpl;
 		} else {
-			soft_load_seg(cpu, SEG_SS, nss);
+			set_accessed(cpu, nss, ssd);
+			desc_to_seg(ssd, nss, ss);
+			ss->type |= 1;
 		}
+		soft_mode_changed(cpu);
 		s->gpr[RSP] = sz == 8 ? nsp : (cpu->stack_size == 2 ? (s->gpr[RSP] & ~0xffffULL) | (nsp & 0xffff) : (uint32_t)nsp);
 		if (rpl > ocpl)
 			fix_data_segs(cpu);
@@ -853,7 +870,10 @@ void soft_write_cr(struct soft_cpu *cpu, int n, uint64_t v)
 	}
 	case 2: s->cr2 = v; break;
 	case 3:
-		s->cr3 = cpu->long_mode ? v & ((1ULL << 52) - 1) : (uint32_t)v;
+		/* bits above MAXPHYADDR are reserved (no PCID: bit 63 too) */
+		if (cpu->long_mode && (v >> 40))
+			soft_gp(cpu, 0);
+		s->cr3 = cpu->long_mode ? v : (uint32_t)v;
 		soft_tlb_flush(cpu, false);
 		break;
 	case 4: {
@@ -875,6 +895,8 @@ void soft_write_cr(struct soft_cpu *cpu, int n, uint64_t v)
 		if (v & ~0xfULL)
 			soft_gp(cpu, 0);
 		s->cr8 = v;
+		if (cpu->lapic)
+			soft_platform_set_cr8(cpu, (uint8_t)v);
 		break;
 	default:
 		soft_ud(cpu);
@@ -896,7 +918,7 @@ int soft_mov_crdr(struct soft_cpu *cpu, const struct sinsn *in)
 		case 2: v = cpu->s.cr2; break;
 		case 3: v = cpu->s.cr3; break;
 		case 4: v = cpu->s.cr4; break;
-		case 8: v = cpu->s.cr8; break;
+		case 8: v = cpu->lapic ? soft_platform_get_cr8(cpu) : cpu->s.cr8; break;
 		default: soft_ud(cpu);
 		}
 		wr_gpr(cpu, d->reg, sz, v);
@@ -915,6 +937,10 @@ int soft_mov_crdr(struct soft_cpu *cpu, const struct sinsn *in)
 		if (r == 6) v = (v & 0xe00f) | 0xffff0ff0ULL;
 		if (r == 7) v = (v & ~0xd800ULL) | 0x400;
 		cpu->s.dr[r] = v;
+		if (r == 7) {
+			soft_debug_changed(cpu);
+			cpu->mode_dirty = true;
+		}
 	} else {
 		unsigned r = s->reg;
 		if (r == 4 || r == 5) {
@@ -954,6 +980,7 @@ H(h_ud) { (void)in; soft_ud(cpu); }
 /* ---- MSRs ---- */
 
 #define MSR_TSC            0x10
+#define MSR_TSC_ADJUST     0x3b
 #define MSR_APIC_BASE      0x1b
 #define MSR_UCODE_REV      0x8b
 #define MSR_SYSENTER_CS    0x174
@@ -980,14 +1007,18 @@ static bool canon(uint64_t v)
 static bool msr_read(struct soft_cpu *cpu, uint32_t idx, uint64_t *v)
 {
 	struct cpu_msrs *m = &cpu->s.msr;
+	int lr = soft_platform_rdmsr(cpu, idx, v);
+	if (lr)
+		return lr > 0;
 	switch (idx) {
 	case MSR_TSC: *v = soft_read_tsc(cpu); break;
+	case MSR_TSC_ADJUST: *v = cpu->tsc_adjust; break;
 	case MSR_APIC_BASE: *v = m->apic_base; break;
 	case MSR_UCODE_REV: *v = 0; break;
 	case MSR_SYSENTER_CS: *v = m->sysenter_cs; break;
 	case MSR_SYSENTER_ESP: *v = m->sysenter_esp; break;
 	case MSR_SYSENTER_EIP: *v = m->sysenter_eip; break;
-	case MSR_MISC_ENABLE: *v = m->misc_enable; break;
+	case MSR_MISC_ENABLE: *v = m->misc_enable | 1; break; /* fast strings */
 	case MSR_PAT: *v = m->pat; break;
 	case MSR_TSC_DEADLINE: *v = m->tsc_deadline; break;
 	case MSR_EFER: *v = cpu->s.efer; break;
@@ -1007,8 +1038,21 @@ static bool msr_read(struct soft_cpu *cpu, uint32_t idx, uint64_t *v)
 static bool msr_write(struct soft_cpu *cpu, uint32_t idx, uint64_t v)
 {
 	struct cpu_msrs *m = &cpu->s.msr;
+	int lr = soft_platform_wrmsr(cpu, idx, v);
+	if (lr)
+		return lr > 0;
 	switch (idx) {
-	case MSR_TSC: cpu->tsc_offset = v - soft_host_tsc(); break;
+	case MSR_TSC: {
+		/* a TSC write moves IA32_TSC_ADJUST by the same amount (SDM 17.17.3) */
+		uint64_t old = soft_read_tsc(cpu);
+		cpu->tsc_offset = v - soft_host_tsc();
+		cpu->tsc_adjust += soft_read_tsc(cpu) - old;
+		break;
+	}
+	case MSR_TSC_ADJUST:
+		cpu->tsc_offset += v - cpu->tsc_adjust;
+		cpu->tsc_adjust = v;
+		break;
 	case MSR_APIC_BASE: m->apic_base = v; break;
 	case MSR_UCODE_REV: break;
 	case MSR_SYSENTER_CS: m->sysenter_cs = v & 0xffff; break;
@@ -1099,61 +1143,47 @@ H(h_rdpid)
  * leaf 0x80000001 EDX/ECX). The 64-bit kernel requires FPU, PSE, TSC, MSR,
  * PAE, CX8, PGE, CMOV, FXSR, SSE, SSE2 and LM to boot; the x87/SSE library
  * completes those units. */
-#define F1_EDX ((1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | \
-		(1u << 11) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 19) | (1u << 23) | \
-		(1u << 24) | (1u << 25) | (1u << 26))
-#define F1_ECX ((1u << 13) | (1u << 22) | (1u << 23) | (1u << 31))
-#define F7_EBX ((1u << 7) | (1u << 20))
-#define F7_ECX (1u << 22) /* RDPID */
-#define FX_EDX ((1u << 11) | (1u << 20) | (1u << 26) | (1u << 27) | (1u << 29))
-#define FX_ECX ((1u << 0) | (1u << 5))
+#define F1_EDX SOFT_CPUID_1_EDX
+#define F1_ECX SOFT_CPUID_1_ECX
+#define F7_EBX SOFT_CPUID_7_EBX
+#define F7_ECX SOFT_CPUID_7_ECX
+#define FX_EDX SOFT_CPUID_X1_EDX
+#define FX_ECX SOFT_CPUID_X1_ECX
+_Static_assert(SOFT_CPUID_1_EDX == ((1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) |
+				    (1u << 11) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 19) |
+				    (1u << 23) | (1u << 24) | (1u << 25) | (1u << 26)), "leaf 1 EDX");
+_Static_assert(SOFT_CPUID_1_ECX == ((1u << 13) | (1u << 22) | (1u << 23) | (1u << 31)), "leaf 1 ECX");
+_Static_assert(SOFT_CPUID_X1_EDX == ((1u << 11) | (1u << 20) | (1u << 26) | (1u << 27) | (1u << 29)), "ext EDX");
+
+void soft_cpu_features(struct cpu_features *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->word[CPUID_1_EDX] = F1_EDX;
+	f->word[CPUID_1_ECX] = F1_ECX & ~CPUID_1_ECX_HYPERVISOR;
+	f->word[CPUID_7_0_EBX] = F7_EBX;
+	f->word[CPUID_7_0_ECX] = F7_ECX;
+	f->word[CPUID_8000_0001_EDX] = FX_EDX;
+	f->word[CPUID_8000_0001_ECX] = FX_ECX;
+	f->word[CPUID_8000_0007_EDX] = 1u << 8; /* invariant TSC: the host's */
+	/* no XSAVE: xcr0_mask and the layout stay empty */
+}
 
 void soft_cpuid(struct soft_cpu *cpu, uint32_t leaf, uint32_t sub, uint32_t o[4])
 {
-	memset(o, 0, 16);
-	switch (leaf) {
-	case 0:
-		o[0] = 7;
-		memcpy(&o[1], "Genu", 4);
-		memcpy(&o[3], "ineI", 4);
-		memcpy(&o[2], "ntel", 4);
-		break;
-	case 1:
-		o[0] = 0x000306a9; /* family 6 */
-		o[1] = (8u << 8) | (1u << 16) | ((cpu->id & 0xff) << 24);
-		o[2] = F1_ECX;
-		o[3] = F1_EDX;
-		break;
-	case 7:
-		if (sub == 0) {
-			o[1] = F7_EBX;
-			o[2] = F7_ECX;
-		}
-		break;
-	case 0x80000000:
-		o[0] = 0x80000008;
-		break;
-	case 0x80000001:
-		o[2] = FX_ECX;
-		o[3] = FX_EDX;
-		break;
-	case 0x80000002: case 0x80000003: case 0x80000004: {
-		static const char brand[48] = "kite soft x86-64 CPU";
-		memcpy(o, brand + (leaf - 0x80000002) * 16, 16);
-		break;
-	}
-	case 0x80000008:
-		o[0] = (48u << 8) | 40u;
-		break;
-	case 0x40000000:
-		memcpy(&o[1], "KiteKiteKite", 4);
-		memcpy(&o[2], "KiteKiteKite" + 4, 4);
-		memcpy(&o[3], "KiteKiteKite" + 8, 4);
-		o[0] = 0x40000000;
-		break;
-	default:
-		break;
-	}
+	const struct cpu_model *m = &cpu->svm->model;
+	struct cpuid_regs r;
+	cpuid_leaf(m, leaf, sub, cpu->id, cpu->svm->nr_cpus, &r);
+	uint64_t apic_base = cpu->s.msr.apic_base;
+	if (cpu->lapic)
+		soft_platform_rdmsr(cpu, 0x1b, &apic_base);
+	cpuid_apply_dynamic(leaf, sub, cpu->s.cr4, cpu->s.xcr0, (apic_base & (1ULL << 11)) != 0, m, &r);
+	o[0] = r.eax;
+	o[1] = r.ebx;
+	o[2] = r.ecx;
+	o[3] = r.edx;
+	/* leaf 0x15 with a ratio Linux's 32-bit arithmetic cannot overflow */
+	if (leaf == 0x15 && cpu->svm->plat && o[0])
+		soft_platform_cpuid_15(cpu, o);
 }
 
 H(h_cpuid)
@@ -1329,6 +1359,8 @@ void soft_io_out(struct soft_cpu *cpu, uint16_t port, unsigned size, uint64_t v)
 bool soft_mmio_read(struct soft_cpu *cpu, uint64_t pa, unsigned size, uint64_t *v)
 {
 	struct vm *vm = cpu->svm->vm;
+	if (cpu->lapic && soft_platform_mmio(cpu, pa, size, v, false))
+		return true;
 	if (!vm)
 		return false;
 	*v = ~0ULL;
@@ -1340,6 +1372,8 @@ bool soft_mmio_read(struct soft_cpu *cpu, uint64_t pa, unsigned size, uint64_t *
 bool soft_mmio_write(struct soft_cpu *cpu, uint64_t pa, unsigned size, uint64_t v)
 {
 	struct vm *vm = cpu->svm->vm;
+	if (cpu->lapic && soft_platform_mmio(cpu, pa, size, &v, true))
+		return true;
 	if (!vm)
 		return false;
 	bus_write(&vm->mmio, pa, size, v);
