@@ -191,6 +191,7 @@ char *http_format_response(int status, const char *body, bool keep_alive, size_t
 		return NULL;
 	}
 	memcpy(out + n, body ? body : "", blen);
+	out[(size_t)n + blen] = '\0'; /* for callers that print it */
 	*out_len = (size_t)n + blen;
 	return out;
 }
