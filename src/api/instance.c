@@ -142,33 +142,53 @@ static int inst_patch_drive(struct api *api, unsigned index, const char *path, c
 	return -ENOTSUP;
 }
 
+struct dev_acc {
+	struct json_object *devices;
+	const char *key; /* "pio_accesses" or "mmio_accesses" */
+};
+
+/* Sum a bus range's accesses into devices[name][key]. */
+static void add_range(void *opaque, const struct bus_range *r)
+{
+	struct dev_acc *a = opaque;
+	const char *name = r->name ? r->name : "unnamed";
+	struct json_object *e, *v;
+	if (!json_object_object_get_ex(a->devices, name, &e)) {
+		e = json_object_new_object();
+		json_object_object_add(a->devices, name, e);
+	}
+	uint64_t n = r->accesses;
+	if (json_object_object_get_ex(e, a->key, &v))
+		n += json_object_get_uint64(v);
+	json_object_object_add(e, a->key, json_object_new_uint64(n));
+}
+
 static void inst_metrics(struct api *api, struct json_object *line)
 {
 	struct instance *in = api->vmm;
-	if (!in->vm)
+	struct vm *vm = in->vm;
+	if (!vm)
 		return;
 	struct json_object *v = json_object_new_object();
-	json_object_object_add(v, "vcpu_count", json_object_new_int((int)in->vm->nr_vcpus));
-	json_object_object_add(v, "paused", json_object_new_boolean(vm_is_paused(in->vm)));
-	json_object_object_add(v, "engine", json_object_new_string(in->vm->engine->name));
-	json_object_object_add(line, "vcpu", v);
-	struct json_object *d = json_object_new_object();
-	for (size_t i = 0; i < in->vm->nr_devices; i++) {
-		const char *name = in->vm->devices[i].ops->name;
-		if (!name)
-			continue;
-		struct json_object *e;
-		if (json_object_object_get_ex(d, name, &e)) {
-			json_object_object_add(e, "instances",
-					       json_object_new_int(json_object_get_int(
-						       json_object_object_get(e, "instances")) + 1));
-		} else {
-			e = json_object_new_object();
-			json_object_object_add(e, "instances", json_object_new_int(1));
-			json_object_object_add(d, name, e);
-		}
+	json_object_object_add(v, "vcpu_count", json_object_new_int((int)vm->nr_vcpus));
+	json_object_object_add(v, "paused", json_object_new_boolean(vm_is_paused(vm)));
+	json_object_object_add(v, "engine", json_object_new_string(vm->engine->name));
+	struct json_object *ex = json_object_new_array();
+	uint64_t total = 0;
+	for (unsigned i = 0; i < vm->nr_vcpus && vm->vcpu_exits; i++) {
+		uint64_t n = atomic_load(&vm->vcpu_exits[i]);
+		total += n;
+		json_object_array_add(ex, json_object_new_uint64(n));
 	}
-	json_object_object_add(line, "devices", d);
+	json_object_object_add(v, "exits_per_vcpu", ex);
+	json_object_object_add(v, "exits", json_object_new_uint64(total));
+	json_object_object_add(line, "vcpu", v);
+	/* per device: guest accesses to its port and MMIO ranges */
+	struct dev_acc a = { json_object_new_object(), "pio_accesses" };
+	bus_for_each(&vm->pio, add_range, &a);
+	a.key = "mmio_accesses";
+	bus_for_each(&vm->mmio, add_range, &a);
+	json_object_object_add(line, "devices", a.devices);
 }
 
 static const struct api_vmm_ops inst_ops = {

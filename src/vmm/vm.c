@@ -260,6 +260,11 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct engine_op
 		goto fail;
 	}
 	vm->nr_vcpus = cfg->nr_cpus;
+	vm->vcpu_exits = calloc(cfg->nr_cpus, sizeof(*vm->vcpu_exits));
+	if (!vm->vcpu_exits) {
+		ret = -ENOMEM;
+		goto fail;
+	}
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		vm->vcpus[i].vm = vm;
 		vm->vcpus[i].id = i;
@@ -323,6 +328,8 @@ static void *vcpu_thread(void *arg)
 			continue;
 		}
 		int ret = vm->engine->vcpu_run(vcpu);
+		if (vm->vcpu_exits)
+			atomic_fetch_add_explicit(&vm->vcpu_exits[vcpu->id], 1, memory_order_relaxed);
 		if (ret) {
 			kite_err("vCPU %u: %s engine failed: %s", vcpu->id, vm->engine->name,
 				 strerror(-ret));
@@ -387,6 +394,8 @@ void vm_destroy(struct vm *vm)
 				vm->engine->vcpu_destroy(&vm->vcpus[i]);
 		free(vm->vcpus);
 		vm->vcpus = NULL;
+		free((void *)vm->vcpu_exits);
+		vm->vcpu_exits = NULL;
 		vm->nr_vcpus = 0; /* main.c may still call vm_request_stop */
 	}
 	if (vm->engine_data)

@@ -56,6 +56,8 @@ struct vm {
 	pthread_cond_t pause_cond;
 	_Atomic bool pause_requested;
 	unsigned parked;          /* vCPU threads parked, under pause_lock */
+	/* Per vCPU: returns from vcpu_run to kite's loop (metrics). */
+	_Atomic uint64_t *vcpu_exits;
 
 	struct event_loop *loop;  /* backends and timers; started by vm_run */
 	struct pci_bus *pci;      /* bus 0 behind the host bridge */
