@@ -67,7 +67,7 @@ def latency(kite, curl_n):
                     ts.append(time.perf_counter() - t)
                     assert code in (200, 204), code
                 res[name] = (pct(ts, 50) * 1e6, pct(ts, 99) * 1e6)
-            c.close()  # kite serves one connection at a time
+            c.close()
             ts = []
             for _ in range(curl_n):
                 t = time.perf_counter()

@@ -237,49 +237,50 @@ static void send_fault(int fd, const char *msg)
 	send_response(fd, 400, body, false);
 }
 
-bool http_server_feed(struct http_server *s, const char *data, size_t len, int out_fd)
+static bool feed(struct http_server *s, char *sbuf, size_t *sbuf_len, bool *cont,
+		 const char *data, size_t len, int out_fd)
 {
 	size_t cap = HTTP_MAX_HEAD + HTTP_MAX_BODY;
 	while (len) {
-		size_t take = cap - s->buf_len;
+		size_t take = cap - (*sbuf_len);
 		if (take > len)
 			take = len;
-		memcpy(s->buf + s->buf_len, data, take);
-		s->buf_len += take;
+		memcpy(sbuf + (*sbuf_len), data, take);
+		(*sbuf_len) += take;
 		data += take;
 		len -= take;
 		for (;;) {
 			struct http_request req;
 			size_t used = 0;
 			const char *why = "malformed request";
-			enum http_parse_result r = http_parse_request(s->buf, s->buf_len, &req, &used, &why);
+			enum http_parse_result r = http_parse_request(sbuf, (*sbuf_len), &req, &used, &why);
 			if (r == HTTP_PARSE_INCOMPLETE) {
-				if (req.expect_continue && !s->continue_sent) {
-					static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-					write_all(out_fd, cont, sizeof(cont) - 1);
-					s->continue_sent = true;
+				if (req.expect_continue && !(*cont)) {
+					static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
+					write_all(out_fd, msg, sizeof(msg) - 1);
+					(*cont) = true;
 				}
-				if (s->buf_len >= cap) { /* cannot happen: limits are below cap */
+				if ((*sbuf_len) >= cap) { /* cannot happen: limits are below cap */
 					send_fault(out_fd, "request too large");
-					s->buf_len = 0;
+					(*sbuf_len) = 0;
 					return false;
 				}
 				break;
 			}
 			if (r < 0) {
 				send_fault(out_fd, why);
-				s->buf_len = 0;
+				(*sbuf_len) = 0;
 				return false;
 			}
 			struct http_response resp = { 500, NULL };
 			s->handler(s->opaque, &req, &resp);
 			send_response(out_fd, resp.status, resp.body, req.keep_alive);
 			free(resp.body);
-			memmove(s->buf, s->buf + used, s->buf_len - used);
-			s->buf_len -= used;
-			s->continue_sent = false;
+			memmove(sbuf, sbuf + used, (*sbuf_len) - used);
+			(*sbuf_len) -= used;
+			(*cont) = false;
 			if (!req.keep_alive) {
-				s->buf_len = 0;
+				(*sbuf_len) = 0;
 				return false;
 			}
 		}
@@ -287,10 +288,17 @@ bool http_server_feed(struct http_server *s, const char *data, size_t len, int o
 	return true;
 }
 
+bool http_server_feed(struct http_server *s, const char *data, size_t len, int out_fd)
+{
+	return feed(s, s->buf, &s->buf_len, &s->continue_sent, data, len, out_fd);
+}
+
 int http_server_init(struct http_server *s, const char *path, http_handler_fn fn, void *opaque)
 {
 	memset(s, 0, sizeof(*s));
-	s->listen_fd = s->conn_fd = -1;
+	s->listen_fd = -1;
+	for (int i = 0; i < HTTP_MAX_CONNS; i++)
+		s->conns[i].fd = -1;
 	s->handler = fn;
 	s->opaque = opaque;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -300,9 +308,8 @@ int http_server_init(struct http_server *s, const char *path, http_handler_fn fn
 		return -ENAMETOOLONG;
 	}
 	strcpy(sa.sun_path, path);
-	s->buf = malloc(HTTP_MAX_HEAD + HTTP_MAX_BODY + 1);
 	s->sock_path = strdup(path);
-	if (!s->buf || !s->sock_path) {
+	if (!s->sock_path) {
 		http_server_destroy(s);
 		return -ENOMEM;
 	}
@@ -326,10 +333,29 @@ int http_server_init(struct http_server *s, const char *path, http_handler_fn fn
 	return 0;
 }
 
+static void close_conn(struct http_conn *c)
+{
+	/* Bytes left unread would make close() reset the connection and the
+	 * client could lose our last answer (the 400): finish our side, then
+	 * discard what has already arrived. */
+	shutdown(c->fd, SHUT_WR);
+	char junk[4096];
+	for (int i = 0; i < 64; i++)
+		if (recv(c->fd, junk, sizeof(junk), MSG_DONTWAIT) <= 0)
+			break;
+	close(c->fd);
+	c->fd = -1;
+	free(c->buf);
+	c->buf = NULL;
+	c->buf_len = 0;
+	c->continue_sent = false;
+}
+
 void http_server_destroy(struct http_server *s)
 {
-	if (s->conn_fd >= 0)
-		close(s->conn_fd);
+	for (int i = 0; i < HTTP_MAX_CONNS; i++)
+		if (s->conns[i].fd >= 0)
+			close_conn(&s->conns[i]);
 	if (s->listen_fd >= 0) {
 		close(s->listen_fd);
 		if (s->sock_path)
@@ -337,44 +363,61 @@ void http_server_destroy(struct http_server *s)
 	}
 	free(s->sock_path);
 	free(s->buf);
-	s->conn_fd = s->listen_fd = -1;
+	s->listen_fd = -1;
 	s->buf = NULL;
 	s->sock_path = NULL;
 }
 
-int http_server_fd(const struct http_server *s)
+int http_server_pollfds(const struct http_server *s, struct pollfd *fds)
 {
-	return s->conn_fd >= 0 ? s->conn_fd : s->listen_fd;
-}
-
-static void close_conn(struct http_server *s)
-{
-	/* Bytes left unread would make close() reset the connection and the
-	 * client could lose our last answer (the 400): finish our side, then
-	 * discard what has already arrived. */
-	shutdown(s->conn_fd, SHUT_WR);
-	char junk[4096];
-	for (int i = 0; i < 64; i++)
-		if (recv(s->conn_fd, junk, sizeof(junk), MSG_DONTWAIT) <= 0)
-			break;
-	close(s->conn_fd);
-	s->conn_fd = -1;
-	s->buf_len = 0;
-	s->continue_sent = false;
-}
-
-void http_server_service(struct http_server *s)
-{
-	if (s->conn_fd < 0) {
-		int c = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-		if (c >= 0)
-			s->conn_fd = c;
-		return;
+	int n = 0;
+	bool room = false;
+	for (int i = 0; i < HTTP_MAX_CONNS; i++) {
+		if (s->conns[i].fd >= 0)
+			fds[n++] = (struct pollfd){ .fd = s->conns[i].fd, .events = POLLIN };
+		else
+			room = true;
 	}
+	/* full: new clients wait in the backlog */
+	fds[n++] = (struct pollfd){ .fd = room ? s->listen_fd : -1, .events = POLLIN };
+	return n;
+}
+
+static void service_conn(struct http_server *s, struct http_conn *c)
+{
 	char tmp[4096];
-	ssize_t n = recv(s->conn_fd, tmp, sizeof(tmp), 0);
+	ssize_t n = recv(c->fd, tmp, sizeof(tmp), MSG_DONTWAIT);
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return;
-	if (n <= 0 || !http_server_feed(s, tmp, (size_t)n, s->conn_fd))
-		close_conn(s);
+	if (n <= 0 || !feed(s, c->buf, &c->buf_len, &c->continue_sent, tmp, (size_t)n, c->fd))
+		close_conn(c);
+}
+
+void http_server_service(struct http_server *s, const struct pollfd *fds, int n)
+{
+	for (int k = 0; k < n; k++) {
+		if (!fds[k].revents || fds[k].fd < 0)
+			continue;
+		if (fds[k].fd == s->listen_fd) {
+			int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+			if (fd < 0)
+				continue;
+			struct http_conn *c = NULL;
+			for (int i = 0; i < HTTP_MAX_CONNS && !c; i++)
+				if (s->conns[i].fd < 0)
+					c = &s->conns[i];
+			char *buf = c ? malloc(HTTP_MAX_HEAD + HTTP_MAX_BODY + 1) : NULL;
+			if (!buf) {
+				close(fd);
+				continue;
+			}
+			*c = (struct http_conn){ .fd = fd, .buf = buf };
+			continue;
+		}
+		for (int i = 0; i < HTTP_MAX_CONNS; i++)
+			if (s->conns[i].fd == fds[k].fd) {
+				service_conn(s, &s->conns[i]);
+				break;
+			}
+	}
 }

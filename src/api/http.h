@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <poll.h>
 
 #define HTTP_MAX_HEAD 8192
 #define HTTP_MAX_BODY 51200   /* Firecracker's default API payload limit */
@@ -47,8 +48,11 @@ enum http_parse_result http_parse_request(const char *buf, size_t len, struct ht
 char *http_format_response(int status, const char *body, bool keep_alive, size_t *out_len);
 const char *http_reason(int status);
 
-/* The server: listens on a Unix socket, serves one connection at a time
- * (a second client waits in the backlog until the first closes). */
+/* The server: listens on a Unix socket, serves up to HTTP_MAX_CONNS
+ * connections (requests are handled one at a time, in the caller's
+ * thread); more clients wait in the listen backlog. */
+#define HTTP_MAX_CONNS 16
+
 struct http_response {
 	int status;
 	char *body;       /* malloc'ed or NULL (no body) */
@@ -56,28 +60,35 @@ struct http_response {
 typedef void (*http_handler_fn)(void *opaque, const struct http_request *req,
 				struct http_response *resp);
 
-struct http_server {
-	int listen_fd;
-	int conn_fd;      /* -1: none */
+struct http_conn {
+	int fd;           /* -1: free slot */
 	char *buf;        /* HTTP_MAX_HEAD + HTTP_MAX_BODY + 1 */
 	size_t buf_len;
+	bool continue_sent;  /* 100 Continue answered for the pending request */
+};
+
+struct http_server {
+	int listen_fd;
 	http_handler_fn handler;
 	void *opaque;
 	char *sock_path;
-	bool continue_sent;  /* 100 Continue answered for the pending request */
+	struct http_conn conns[HTTP_MAX_CONNS];
+	/* http_server_feed's own connection state (tests, fuzzing) */
+	char *buf;
+	size_t buf_len;
+	bool continue_sent;
 };
 
 /* Bind path (must not exist: like Firecracker, an existing file is an
  * error) and listen. 0 or a negative errno (reported). */
 int http_server_init(struct http_server *s, const char *path, http_handler_fn fn, void *opaque);
 void http_server_destroy(struct http_server *s);   /* closes, unlinks the socket */
-/* The fd to poll for input: the connection when one is open, else the
- * listening socket. */
-int http_server_fd(const struct http_server *s);
-/* Call when http_server_fd() is readable: accepts, reads, answers every
- * complete request in the buffer. Never fails: a broken connection is
- * closed. */
-void http_server_service(struct http_server *s);
+/* Fill fds (room for 1 + HTTP_MAX_CONNS) with what to poll; returns the
+ * count. */
+int http_server_pollfds(const struct http_server *s, struct pollfd *fds);
+/* Handle what poll reported on those fds: accept, read, answer every
+ * complete request. Never fails: a broken connection is closed. */
+void http_server_service(struct http_server *s, const struct pollfd *fds, int n);
 
 /* Feed bytes as if read from a connection; answers are written to out_fd
  * (-1: discarded). Returns false when the connection should be closed.

@@ -204,7 +204,7 @@ int api_main(const struct api_options *opts)
 {
 	struct instance in = { .opts = opts };
 	struct api api;
-	struct http_server srv = { .listen_fd = -1, .conn_fd = -1 };
+	struct http_server srv = { .listen_fd = -1 };
 	int status = 1, sfd = -1, tfd = -1;
 	bool have_srv = false;
 	api_init(&api, &inst_ops, &in, opts->id, opts->version);
@@ -252,12 +252,12 @@ int api_main(const struct api_options *opts)
 	}
 	status = 0;
 	for (;;) {
-		struct pollfd p[3] = {
+		struct pollfd p[2 + 1 + HTTP_MAX_CONNS] = {
 			{ .fd = sfd, .events = POLLIN },
 			{ .fd = tfd, .events = POLLIN },
-			{ .fd = have_srv ? http_server_fd(&srv) : -1, .events = POLLIN },
 		};
-		if (poll(p, 3, -1) < 0) {
+		int np = 2 + (have_srv ? http_server_pollfds(&srv, p + 2) : 0);
+		if (poll(p, (nfds_t)np, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			kite_err("poll: %s", strerror(errno));
@@ -279,8 +279,8 @@ int api_main(const struct api_options *opts)
 			if (read(tfd, &ticks, sizeof(ticks)) > 0 && metrics_active(&api.metrics))
 				api_flush_metrics(&api);
 		}
-		if (p[2].revents)
-			http_server_service(&srv);
+		if (have_srv)
+			http_server_service(&srv, p + 2, np - 2);
 		if (in.vm && vm_should_stop(in.vm))
 			break;
 	}

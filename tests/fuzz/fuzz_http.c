@@ -47,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	struct api api;
 	api_init(&api, &ops, NULL, NULL, "fuzz");
-	struct http_server s = { .listen_fd = -1, .conn_fd = -1, .handler = api_handle, .opaque = &api };
+	struct http_server s = { .listen_fd = -1, .handler = api_handle, .opaque = &api };
 	s.buf = malloc(HTTP_MAX_HEAD + HTTP_MAX_BODY + 1);
 	unsigned mode = data[0] & 3;
 	data++;

@@ -265,6 +265,24 @@ def test_http_keep_alive_limits_and_malformed(api):
     assert api.curl("GET", "/")[0] == 200
 
 
+def test_idle_connection_does_not_block_others(api):
+    """An SDK keeps idle keep-alive connections: others are still served,
+    and a half-sent request on one does not stall the rest."""
+    import socket
+    idle = socket.socket(socket.AF_UNIX)
+    idle.connect(api.sock)
+    half = socket.socket(socket.AF_UNIX)
+    half.connect(api.sock)
+    half.sendall(b"PUT /machine-config HTTP/1.1\r\nContent-Length: 40\r\n\r\n{\"vcpu")
+    assert api.curl("GET", "/")[0] == 200
+    half.sendall(b'_count": 2, "mem_size_mib": 256}      ')
+    half.settimeout(5)
+    assert half.recv(4096).startswith(b"HTTP/1.1 204")
+    idle.close()
+    half.close()
+    assert api.curl("GET", "/machine-config")[1]["vcpu_count"] == 2
+
+
 def test_socket_path_in_use(tmp_path, kite):
     p = tmp_path / "busy.sock"
     p.touch()

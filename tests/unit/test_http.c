@@ -132,7 +132,7 @@ static void echo_handler(void *opaque, const struct http_request *req, struct ht
 
 static char *feed(const char *in, size_t split, bool *open)
 {
-	struct http_server s = { .listen_fd = -1, .conn_fd = -1, .handler = echo_handler };
+	struct http_server s = { .listen_fd = -1, .handler = echo_handler };
 	s.buf = malloc(HTTP_MAX_HEAD + HTTP_MAX_BODY + 1);
 	int p[2];
 	cr_assert_eq(pipe(p), 0);
