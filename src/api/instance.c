@@ -15,6 +15,7 @@
 #include "api/api.h"
 #include "backends/block/block.h"
 #include "devices/legacy/i8042.h"
+#include "devices/virtio/virtio_blk.h"
 #include "engine/engine.h"
 #include "util/log.h"
 #include "vmm/config_file.h"
@@ -135,11 +136,38 @@ static int inst_ctrl_alt_del(struct api *api, char *err, size_t len)
 static int inst_patch_drive(struct api *api, unsigned index, const char *path, char *err,
 			    size_t len)
 {
-	(void)api;
-	(void)index;
-	(void)path;
-	snprintf(err, len, "swapping a running drive's backing file is not supported by kite yet.");
-	return -ENOTSUP;
+	struct instance *in = api->vmm;
+	struct vm *vm = in->vm;
+	if (index >= vm->cfg->nr_disks || !vm->disks[index]) {
+		snprintf(err, len, "the drive has no device.");
+		return -ENODEV;
+	}
+	const struct disk_config *d = &vm->cfg->disks[index];
+	struct blk_backend *be, *old;
+	int ret = blk_open(&be, path, d->readonly, d->engine);
+	if (ret) {
+		snprintf(err, len, "cannot open '%s': %s.", path, strerror(-ret));
+		return ret;
+	}
+	/* No queue notification may run during the switch: park the vCPUs. */
+	bool was_paused = vm_is_paused(vm);
+	if (!was_paused && vm_pause(vm)) {
+		blk_close(be);
+		snprintf(err, len, "the VM is stopping.");
+		return -ESHUTDOWN;
+	}
+	ret = virtio_blk_swap_backend(vm->disks[index], be, &old);
+	if (!was_paused)
+		vm_resume(vm);
+	if (ret) {
+		blk_close(be);
+		snprintf(err, len, "the new file must have the same read-only setting.");
+		return ret;
+	}
+	blk_close(old);
+	snprintf(in->disks[index].path, sizeof(in->disks[index].path), "%s", path);
+	log_msg(LOG_INFO, "drive %s now backed by %s", api->cfg.drives[index].id, path);
+	return 0;
 }
 
 struct dev_acc {

@@ -153,6 +153,7 @@ static int vm_create_virtio(struct vm *vm, struct char_backend *console_be)
 			char_backend_destroy(console_be);
 			return ret; /* reported, with the path */
 		}
+		vm->disks[i] = blk;
 		struct virtio_pci_owner owner = { blk, destroy_blk, quiesce_blk };
 		ret = virtio_pci_create(vm, virtio_blk_vdev(blk), slot++,
 					pci_mmio_alloc(&win, VIRTIO_PCI_BAR_SIZE), &owner, NULL);

@@ -17,6 +17,7 @@
 
 struct event_loop;
 struct pci_bus;
+struct virtio_blk;
 
 /* Why the VM stopped; decides kite's exit status (see main.c). */
 enum vm_stop_reason {
@@ -58,6 +59,9 @@ struct vm {
 	unsigned parked;          /* vCPU threads parked, under pause_lock */
 	/* Per vCPU: returns from vcpu_run to kite's loop (metrics). */
 	_Atomic uint64_t *vcpu_exits;
+
+	/* cfg->disks[i]'s device, for the API's PATCH /drives */
+	struct virtio_blk *disks[VM_MAX_DISKS];
 
 	struct event_loop *loop;  /* backends and timers; started by vm_run */
 	struct pci_bus *pci;      /* bus 0 behind the host bridge */

@@ -368,6 +368,33 @@ def test_start_pause_resume_test_guest(tmp_path, kite, guests, engine):
         json.loads(l)
 
 
+def test_patch_drive_after_boot(tmp_path, kite, guests, engine):
+    """Post-boot PATCH /drives swaps the backing file of a live virtio-blk."""
+    a, b = tmp_path / "a.img", tmp_path / "b.img"
+    a.write_bytes(b"\0" * 65536)
+    b.write_bytes(b"\1" * 131072)
+    k = Kite(tmp_path, "--engine", engine)
+    try:
+        k.ok("PUT", "/boot-source", json.dumps({"kernel_image_path": str(guests / "spin.elf")}))
+        k.ok("PUT", "/drives/scratch", json.dumps({"drive_id": "scratch", "path_on_host": str(a),
+                                                  "is_root_device": False, "is_read_only": False}))
+        k.ok("PUT", "/actions", '{"action_type": "InstanceStart"}')
+        k.fault("PUT", "/drives/scratch", json.dumps({"drive_id": "scratch", "path_on_host": str(b),
+                                                     "is_root_device": False}), "after starting")
+        k.fault("PATCH", "/drives/scratch", '{"drive_id": "scratch", "path_on_host": "/no/img"}',
+                "/no/img")
+        k.fault("PATCH", "/drives/other", json.dumps({"drive_id": "other", "path_on_host": str(b)}),
+                "does not exist")
+        k.fault("PATCH", "/drives/scratch", json.dumps({"drive_id": "scratch", "is_read_only": True}),
+                "unknown field")
+        k.ok("PATCH", "/drives/scratch", json.dumps({"drive_id": "scratch", "path_on_host": str(b)}))
+        assert k.curl("GET", "/vm/config")[1]["drives"][0]["path_on_host"] == str(b)
+        assert k.curl("GET", "/")[1]["state"] == "Running", "the swap pauses only briefly"
+    finally:
+        out, err = k.stop()
+    assert k.proc.returncode == 0, err
+
+
 def test_guest_stop_ends_kite(tmp_path, kite, guests, engine):
     """kite exits when the guest stops (as Firecracker does): a triple fault
     ends it with status 2, without anything from the API side."""
