@@ -58,6 +58,11 @@ __asm__(
 	"kd_enter:\n"
 	"push %rbx\n push %rbp\n push %r12\n push %r13\n push %r14\n push %r15\n"
 	"mov %rsp, kd_host_rsp(%rip)\n"
+	/* FNINIT only tags the x87 registers empty; their contents stay
+	 * from whatever ran before, and FNSAVE/FXSAVE store them. Zero all
+	 * eight (as the soft side starts) so those images are comparable. */
+	"fninit\n"
+	"fldz\n fldz\n fldz\n fldz\n fldz\n fldz\n fldz\n fldz\n"
 	"fninit\n"
 	"ldmxcsr kd_in+144(%rip)\n"
 	XMM_LOAD(0) XMM_LOAD(1) XMM_LOAD(2) XMM_LOAD(3)

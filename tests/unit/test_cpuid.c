@@ -67,6 +67,55 @@ Test(cpuid, tsc_leaves)
 	cr_assert_eq(r.ebx, 1000000);
 }
 
+/* Linux's native_calibrate_tsc: crystal_khz = ECX / 1000, then
+ * crystal_khz * EBX / EAX in unsigned 32-bit arithmetic. */
+static uint64_t linux_tsc_khz(const struct cpuid_regs *r, bool *overflow)
+{
+	uint64_t crystal_khz = r->ecx / 1000;
+	uint64_t prod = crystal_khz * r->ebx;
+	*overflow = prod > UINT32_MAX;
+	return (uint32_t)prod / r->eax;
+}
+
+Test(cpuid, tsc_leaf_15_fits_linux_arithmetic)
+{
+	static const uint32_t cases[][2] = {
+		{ 2500000, 1000000 }, /* KVM: 1 GHz LAPIC clock, 2.5 GHz TSC */
+		{ 2893437, 1000000 }, /* no small exact ratio */
+		{ 3000000, 187500 },  /* soft engine: TSC = 16 x crystal */
+		{ 4294967, 4294967 }, /* largest crystal ECX can hold */
+		{ 1999999, 3 },
+		{ 3700001, 1000003 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct cpu_model m;
+		model(&m, CPUID_HV_KITE);
+		m.tsc_khz = cases[i][0];
+		m.bus_khz = cases[i][1];
+		struct cpuid_regs r = leaf(&m, 0x15, 0, 0, 1);
+		cr_assert(r.eax && r.ebx, "case %zu: leaf 0x15 empty", i);
+		cr_assert_eq(r.ecx, m.bus_khz * 1000u);
+		bool ovf;
+		uint64_t khz = linux_tsc_khz(&r, &ovf);
+		cr_assert(!ovf, "case %zu: %u * %u overflows 32 bits", i, r.ecx / 1000, r.ebx);
+		/* within 10 ppm (exact where the ratio is small) */
+		uint64_t err = khz > m.tsc_khz ? khz - m.tsc_khz : m.tsc_khz - khz;
+		cr_assert(err * 100000 <= m.tsc_khz, "case %zu: %lu kHz for %u", i,
+			  (unsigned long)khz, m.tsc_khz);
+	}
+	/* exact ratios come out exact and reduced */
+	struct cpu_model m;
+	model(&m, CPUID_HV_KITE);
+	m.tsc_khz = 3000000;
+	m.bus_khz = 187500;
+	struct cpuid_regs r = leaf(&m, 0x15, 0, 0, 1);
+	cr_assert(r.eax == 1 && r.ebx == 16);
+	m.tsc_khz = 2500000;
+	m.bus_khz = 1000000;
+	r = leaf(&m, 0x15, 0, 0, 1);
+	cr_assert(r.eax == 2 && r.ebx == 5);
+}
+
 Test(cpuid, hides_what_kite_never_shows)
 {
 	struct cpu_model m;

@@ -57,7 +57,7 @@ static void start(enum blk_engine engine, bool readonly, uint64_t features)
 	cr_assert_eq(blk_open(&be, path, readonly, engine), 0);
 	cr_assert_eq(virtio_blk_create(&blk, &mem, be, "kite-test-disk"), 0);
 	vd = virtio_blk_vdev(blk);
-	struct virtio_transport_hooks h = { NULL, on_queue_irq, on_config_irq };
+	struct virtio_transport_hooks h = { NULL, on_queue_irq, on_config_irq, NULL };
 	virtio_set_transport(vd, &h);
 	next_desc = 0;
 	queue_irqs = config_irqs = 0;
@@ -159,6 +159,38 @@ Test(vblk, read_returns_file_contents)
 	for (int i = 0; i < 1024; i++)
 		cr_assert_eq(p[i], pattern(3 * 512 + i), "byte %d", i);
 	cr_assert(queue_irqs >= 1);
+	stop();
+}
+
+static struct { uint64_t gpa, len; } vblk_wr[8];
+static int vblk_nwr;
+static void on_mem_written(void *o, uint64_t gpa, uint64_t len)
+{
+	(void)o;
+	if (vblk_nwr < 8)
+		vblk_wr[vblk_nwr].gpa = gpa, vblk_wr[vblk_nwr].len = len;
+	vblk_nwr++;
+}
+
+/* A read fills guest RAM: the device reports the data buffer and the status
+ * byte (so a CPU engine can drop code decoded there); a write reports only
+ * the status byte. */
+Test(vblk, reads_report_the_guest_memory_they_fill)
+{
+	start(BLK_ENGINE_SYNC, false, FEATURES);
+	struct virtio_transport_hooks h = { NULL, on_queue_irq, on_config_irq, on_mem_written };
+	virtio_set_transport(vd, &h);
+	vblk_nwr = 0;
+	struct req r = post(VIRTIO_BLK_T_IN, 3, 1024, true);
+	cr_assert_eq(run_one(&r), 1025);
+	cr_assert_eq(vblk_nwr, 2);
+	cr_assert(vblk_wr[0].gpa == r.data && vblk_wr[0].len == 1024);
+	cr_assert(vblk_wr[1].len == 1 && vdrv_host(&drv, vblk_wr[1].gpa, 1) == r.status);
+	vblk_nwr = 0;
+	r = post(VIRTIO_BLK_T_OUT, 3, 512, false);
+	cr_assert_eq(run_one(&r), 1);
+	cr_assert_eq(vblk_nwr, 1);
+	cr_assert(vblk_wr[0].len == 1 && vdrv_host(&drv, vblk_wr[0].gpa, 1) == r.status);
 	stop();
 }
 

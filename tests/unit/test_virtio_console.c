@@ -59,7 +59,7 @@ static void setup(void)
 	cr_assert_eq(virtio_console_create(&con, &mem, &fb.be), 0);
 	cr_assert(fb.started);
 	vd = virtio_console_vdev(con);
-	struct virtio_transport_hooks h = { NULL, on_queue_irq, on_config_irq };
+	struct virtio_transport_hooks h = { NULL, on_queue_irq, on_config_irq, NULL };
 	virtio_set_transport(vd, &h);
 	vdrv_init(&rx, &mem, 16, 0x100000, 0x200000);
 	vdrv_init(&tx, &mem, 16, 0x200000, 0x300000);

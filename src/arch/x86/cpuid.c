@@ -195,6 +195,48 @@ static void put_str(uint32_t *regs[], size_t n, const char *s, size_t len)
 		memcpy(regs[i], buf + 4 * i, 4);
 }
 
+/* The fraction num/den closest to n/d with num <= max_num and den <=
+ * UINT32_MAX (continued fractions: the last convergent within the bounds or
+ * the best semiconvergent past it). n, d, max_num > 0. */
+static void ratio_bounded(uint64_t n, uint64_t d, uint64_t max_num, uint32_t *pn, uint32_t *pd)
+{
+	const uint64_t N = n, D = d;
+	uint64_t p0 = 0, q0 = 1, p1 = 1, q1 = 0;
+	while (d) {
+		uint64_t a = n / d;
+		uint64_t p2 = a * p1 + p0, q2 = a * q1 + q0;
+		if (p2 > max_num || q2 > UINT32_MAX) {
+			uint64_t k = (max_num - p0) / p1;
+			if (q1 && (UINT32_MAX - q0) / q1 < k)
+				k = (UINT32_MAX - q0) / q1;
+			uint64_t ps = k * p1 + p0, qs = k * q1 + q0;
+			/* |p/q - N/D| compared as |p*D - q*N| / q */
+			if (k && qs) {
+				unsigned __int128 es = (unsigned __int128)ps * D > (unsigned __int128)qs * N ?
+					(unsigned __int128)ps * D - (unsigned __int128)qs * N :
+					(unsigned __int128)qs * N - (unsigned __int128)ps * D;
+				unsigned __int128 e1 = (unsigned __int128)p1 * D > (unsigned __int128)q1 * N ?
+					(unsigned __int128)p1 * D - (unsigned __int128)q1 * N :
+					(unsigned __int128)q1 * N - (unsigned __int128)p1 * D;
+				if (!q1 || es * q1 < e1 * qs) {
+					p1 = ps;
+					q1 = qs;
+				}
+			}
+			break;
+		}
+		p0 = p1;
+		q0 = q1;
+		p1 = p2;
+		q1 = q2;
+		uint64_t r = n - a * d;
+		n = d;
+		d = r;
+	}
+	*pn = (uint32_t)p1;
+	*pd = (uint32_t)q1;
+}
+
 static bool is_amd(const struct cpu_model *m)
 {
 	return !memcmp(m->vendor, "AuthenticAMD", 12) || !memcmp(m->vendor, "HygonGenuine", 12);
@@ -333,11 +375,18 @@ void cpuid_leaf(const struct cpu_model *m, uint32_t leaf, uint32_t subleaf,
 	}
 	case 0x15:
 		/* TSC = crystal * EBX / EAX. The crystal is the LAPIC timer's
-		 * clock: Linux derives the LAPIC timer period from it. */
-		if (m->bus_khz && m->bus_khz <= UINT32_MAX / 1000u) {
-			r->eax = m->bus_khz;
-			r->ebx = m->tsc_khz;
-			r->ecx = m->bus_khz * 1000u;
+		 * clock: Linux derives the LAPIC timer period from it. Linux
+		 * computes crystal_khz * EBX in 32 bits (native_calibrate_tsc),
+		 * so EBX/EAX is the ratio TSC/crystal reduced, or its closest
+		 * approximation whose product cannot overflow. */
+		if (m->bus_khz && m->bus_khz <= UINT32_MAX / 1000u && m->tsc_khz) {
+			uint32_t num, den;
+			ratio_bounded(m->tsc_khz, m->bus_khz, UINT32_MAX / m->bus_khz, &num, &den);
+			if (num && den) {
+				r->eax = den;
+				r->ebx = num;
+				r->ecx = m->bus_khz * 1000u;
+			}
 		}
 		break;
 	case 0x16:

@@ -30,6 +30,8 @@ void virtio_set_transport(struct virtio_device *vd, const struct virtio_transpor
 {
 	pthread_mutex_lock(&vd->lock);
 	vd->hooks = *h;
+	for (unsigned i = 0; i < vd->nr_queues; i++)
+		virtq_set_written_hook(&vd->queues[i], h->mem_written, h->opaque);
 	pthread_mutex_unlock(&vd->lock);
 }
 

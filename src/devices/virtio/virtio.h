@@ -74,6 +74,9 @@ struct virtio_transport_hooks {
 	void *opaque;
 	void (*queue_irq)(void *opaque, unsigned q);
 	void (*config_irq)(void *opaque);
+	/* The device wrote guest RAM [gpa, gpa + len) (every queue's
+	 * virtq_push_elem reports here). May be NULL. */
+	void (*mem_written)(void *opaque, uint64_t gpa, uint64_t len);
 };
 
 struct virtio_device {

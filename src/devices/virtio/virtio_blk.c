@@ -72,7 +72,7 @@ static void finish(struct blk_req *r, uint8_t status, uint32_t written)
 	if (r->status)
 		*r->status = status;
 	pthread_mutex_lock(&b->vdev.lock);
-	virtq_push(&b->vq, r->elem.head, written);
+	virtq_push_elem(&b->vq, &r->elem, written);
 	bool irq = virtq_should_interrupt(&b->vq);
 	if (--b->in_flight == 0)
 		pthread_cond_broadcast(&b->idle);

@@ -87,7 +87,7 @@ static void fe_receive(void *opaque, const uint8_t *buf, size_t len)
 	if (con->holding && virtio_live_locked(vd)) {
 		size_t n = iov_from_buf(con->rx.iov + con->rx.n_out, con->rx.n_in, 0, buf, len);
 		con->holding = false;
-		virtq_push(&con->vq[RXQ], con->rx.head, (uint32_t)n);
+		virtq_push_elem(&con->vq[RXQ], &con->rx, (uint32_t)n);
 		irq = virtq_should_interrupt(&con->vq[RXQ]);
 	}
 	pthread_mutex_unlock(&vd->lock);

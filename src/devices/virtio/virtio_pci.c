@@ -117,6 +117,14 @@ static void hook_config_irq(void *opaque)
 	raise_irq(vp, v, VIRTIO_PCI_ISR_CONFIG);
 }
 
+/* The device wrote guest RAM: the CPU engine drops code decoded there. */
+static void hook_mem_written(void *opaque, uint64_t gpa, uint64_t len)
+{
+	struct virtio_pci *vp = opaque;
+	if (vp->vm->engine && vp->vm->engine->mem_written)
+		vp->vm->engine->mem_written(vp->vm, gpa, len);
+}
+
 /* ---- common configuration ---- */
 
 /* Transport registers back to their reset values (device status 0). */
@@ -768,6 +776,7 @@ int virtio_pci_create(struct vm *vm, struct virtio_device *vd, unsigned slot, ui
 	if (!ret) {
 		struct virtio_transport_hooks h = {
 			.opaque = vp, .queue_irq = hook_queue_irq, .config_irq = hook_config_irq,
+			.mem_written = hook_mem_written,
 		};
 		virtio_set_transport(vd, &h);
 		ret = pci_bus_add(vm->pci, &vp->pdev);

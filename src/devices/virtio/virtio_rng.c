@@ -62,7 +62,7 @@ static void rng_queue_notify(struct virtio_device *vd, unsigned qi)
 		}
 		if (got == 0)
 			break;
-		virtq_push(&rng->vq, e.head, fill(&e));
+		virtq_push_elem(&rng->vq, &e, fill(&e));
 		irq |= virtq_should_interrupt(&rng->vq);
 	}
 	pthread_mutex_unlock(&vd->lock);

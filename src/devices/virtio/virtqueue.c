@@ -56,10 +56,35 @@ void virtq_reset(struct virtq *q)
 {
 	const struct guest_memory *mem = q->mem;
 	uint16_t max = q->max_size;
+	virtq_written_fn fn = q->written_fn;
+	void *opaque = q->written_opaque;
 	memset(q, 0, sizeof(*q));
 	q->mem = mem;
 	q->max_size = max;
 	q->size = max;
+	q->written_fn = fn;
+	q->written_opaque = opaque;
+}
+
+void virtq_set_written_hook(struct virtq *q, virtq_written_fn fn, void *opaque)
+{
+	q->written_fn = fn;
+	q->written_opaque = opaque;
+}
+
+/* The guest-physical address of a host pointer into guest RAM (a buffer
+ * virtq_pop mapped: it lies inside one region). */
+static bool host_to_gpa(const struct guest_memory *mem, const void *p, uint64_t *gpa)
+{
+	const uint8_t *b = p;
+	for (int i = 0; i < mem->nr_regions; i++) {
+		const struct mem_region *r = &mem->region[i];
+		if (b >= r->host && (uint64_t)(b - r->host) < r->size) {
+			*gpa = r->gpa + (uint64_t)(b - r->host);
+			return true;
+		}
+	}
+	return false;
 }
 
 int virtq_set_size(struct virtq *q, uint16_t size)
@@ -219,6 +244,18 @@ int virtq_push(struct virtq *q, uint16_t head, uint32_t written)
 	 * visible before the index that hands it to the driver. */
 	st16(used_idx_p(q), q->used_idx, __ATOMIC_RELEASE);
 	return 0;
+}
+
+int virtq_push_elem(struct virtq *q, const struct virtq_elem *e, uint32_t written)
+{
+	if (q->written_fn && e->n_out + e->n_in <= e->iov_cap) {
+		for (unsigned i = e->n_out; i < e->n_out + e->n_in; i++) {
+			uint64_t gpa;
+			if (e->iov[i].iov_len && host_to_gpa(q->mem, e->iov[i].iov_base, &gpa))
+				q->written_fn(q->written_opaque, gpa, e->iov[i].iov_len);
+		}
+	}
+	return virtq_push(q, e->head, written);
 }
 
 /* 2.7.10: with event index, interrupt when the used index passed used_event

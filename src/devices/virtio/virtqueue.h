@@ -86,7 +86,17 @@ struct virtq_elem {
 	struct iovec *iov;      /* iov_cap entries, owned by the caller */
 };
 
+/* Guest RAM [gpa, gpa + len) was written by the device through a buffer of
+ * this queue (see virtq_push_elem). */
+typedef void (*virtq_written_fn)(void *opaque, uint64_t gpa, uint64_t len);
+
 struct virtq {
+	/* Set once by the transport (kept across resets): told about device
+	 * writes into guest RAM, so a CPU engine can drop code it decoded
+	 * there. NULL: nobody cares. */
+	virtq_written_fn written_fn;
+	void *written_opaque;
+
 	/* Set by the transport while the queue is not ready. */
 	uint16_t size;          /* entries; a power of two <= max_size */
 	uint16_t max_size;
@@ -131,8 +141,20 @@ static inline bool virtq_broken(const struct virtq *q) { return q->error != VIRT
 int virtq_pop(struct virtq *q, struct virtq_elem *e);
 
 /* Return a chain to the driver with `written` bytes written into its
- * device-writable buffers. Publishes the used index with release order. */
+ * device-writable buffers. Publishes the used index with release order.
+ * Reports no memory writes: a device that wrote into the chain's buffers
+ * uses virtq_push_elem. */
 int virtq_push(struct virtq *q, uint16_t head, uint32_t written);
+
+/* virtq_push for a popped element whose device-writable buffers the device
+ * may have written: first reports every device-writable segment to the
+ * queue's written hook (all of them, not only the first `written` bytes:
+ * the used length need not describe where the device wrote, e.g. a failed
+ * block read reports 1 for its status byte after partly filling the data
+ * buffers), then pushes. */
+int virtq_push_elem(struct virtq *q, const struct virtq_elem *e, uint32_t written);
+
+void virtq_set_written_hook(struct virtq *q, virtq_written_fn fn, void *opaque);
 
 /* After pushes: must the driver be interrupted? (EVENT_IDX: used_event
  * crossed since the last interrupt; otherwise unless NO_INTERRUPT.) Records

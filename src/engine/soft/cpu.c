@@ -94,6 +94,13 @@ static int h_invalid(struct soft_cpu *cpu, const struct sinsn *in)
 	soft_ud(cpu);
 }
 
+/* More than 15 bytes (prefixes included): #GP(0) (SDM Vol. 2, 2.3.11). */
+static int h_too_long(struct soft_cpu *cpu, const struct sinsn *in)
+{
+	(void)in;
+	soft_gp(cpu, 0);
+}
+
 /* ---- mode ---- */
 
 void soft_mode_changed(struct soft_cpu *cpu)
@@ -444,6 +451,7 @@ static int decode_one(struct soft_cpu *cpu, const ZydisDecoder *dec, uint64_t la
 			memcpy(buf + n, p2, 15 - n);
 		else
 			memset(buf + n, 0xff, 15 - n);
+		n = 15;
 		st = ZydisDecoderDecodeFull(dec, buf, 15, &zi, zo);
 		if (ZYAN_SUCCESS(st)) {
 			convert(cpu, &zi, zo, out);
@@ -453,7 +461,9 @@ static int decode_one(struct soft_cpu *cpu, const ZydisDecoder *dec, uint64_t la
 	}
 	if (!ZYAN_SUCCESS(st)) {
 		memset(out, 0, sizeof(*out));
-		out->fn = h_invalid;
+		/* 15 bytes were there and still not enough */
+		out->fn = (st == ZYDIS_STATUS_NO_MORE_DATA || st == ZYDIS_STATUS_INSTRUCTION_TOO_LONG) &&
+			  n == 15 ? h_too_long : h_invalid;
 		out->len = 1;
 		*end = true;
 		return 1;

@@ -392,10 +392,16 @@ H(h_cmovcc)
 
 /* ---- control flow (near) ---- */
 
+/* The new RIP of a near branch. In 64-bit mode a non-canonical target is
+ * #GP(0) at the branch itself (Intel SDM Vol. 2, JMP/CALL/RET "64-bit mode
+ * exceptions"), so callers compute it before committing anything. */
 static inline uint64_t ip_mask(struct soft_cpu *cpu, unsigned osz, uint64_t t)
 {
-	if (cpu->code_size == 8)
+	if (cpu->code_size == 8) {
+		if (__builtin_expect((uint64_t)((int64_t)(t << 16) >> 16) != t, 0))
+			soft_gp(cpu, 0);
 		return t;
+	}
 	return t & size_mask(osz);
 }
 
@@ -419,8 +425,9 @@ H(h_call)
 	unsigned sz = cpu->code_size == 8 ? 8 : in->osz;
 	uint64_t next = cpu->s.rip + in->len;
 	uint64_t t = in->op[0].kind == OP_IMM ? next + in->imm : rd_op(cpu, in, 0, sz);
+	t = ip_mask(cpu, sz, t);
 	soft_push(cpu, sz, next);
-	cpu->s.rip = ip_mask(cpu, sz, t);
+	cpu->s.rip = t;
 	return SOFT_JUMP;
 }
 
@@ -429,13 +436,13 @@ H(h_ret)
 	if (in->opcode == 0xca || in->opcode == 0xcb)
 		return soft_far_ret(cpu, in);
 	unsigned sz = cpu->code_size == 8 ? 8 : in->osz;
-	uint64_t t = soft_stack_peek(cpu, 0, sz);
+	uint64_t t = ip_mask(cpu, sz, soft_stack_peek(cpu, 0, sz));
 	soft_pop(cpu, sz);
 	if (in->nops && in->op[0].kind == OP_IMM) {
 		uint64_t m = size_mask(cpu->stack_size);
 		cpu->s.gpr[RSP] = (cpu->s.gpr[RSP] & ~m) | ((cpu->s.gpr[RSP] + (in->imm & 0xffff)) & m);
 	}
-	cpu->s.rip = ip_mask(cpu, sz, t);
+	cpu->s.rip = t;
 	return SOFT_JUMP;
 }
 
@@ -448,13 +455,16 @@ static int loop_common(struct soft_cpu *cpu, const struct sinsn *in, int kind)
 		take = c == 0;
 	} else {
 		c = (c - 1) & size_mask(as);
-		wr_gpr(cpu, RCX, as, c);
 		take = c != 0;
 		if (kind == 1) take = take && soft_cond(cpu, 4);
 		if (kind == 2) take = take && !soft_cond(cpu, 4);
 	}
+	/* the target is checked before RCX is written (precise #GP) */
+	uint64_t t = take ? ip_mask(cpu, in->osz, cpu->s.rip + in->len + in->imm) : 0;
+	if (kind != 3)
+		wr_gpr(cpu, RCX, as, c);
 	if (take) {
-		cpu->s.rip = ip_mask(cpu, in->osz, cpu->s.rip + in->len + in->imm);
+		cpu->s.rip = t;
 		return SOFT_JUMP;
 	}
 	return SOFT_NEXT;
@@ -509,9 +519,8 @@ H(h_pop)
 	la = ea_lin(cpu, in, sz, true);
 	uint64_t newsp = cpu->s.gpr[RSP];
 	cpu->s.gpr[RSP] = oldsp;
-	soft_translate(cpu, la, ACC_WRITE);
-	if ((la & 0xfff) + sz > 4096)
-		soft_translate(cpu, la + sz - 1, ACC_WRITE);
+	/* probe both pages (a #PF reports the first byte of the second) */
+	soft_lin_ptr(cpu, la, sz, ACC_WRITE);
 	cpu->s.gpr[RSP] = newsp;
 	lin_write(cpu, la, sz, v);
 	return SOFT_NEXT;
@@ -696,9 +705,18 @@ static unsigned shift_count(struct soft_cpu *cpu, const struct sinsn *in, int i,
  * still written (upper half cleared) and a memory operand still accessed. */
 static int shift_zero(struct soft_cpu *cpu, const struct sinsn *in, unsigned sz)
 {
-	uint64_t v = rd_op(cpu, in, 0, sz);
-	if (in->op[0].kind == OP_REG)
-		wr_gpr(cpu, in->op[0].reg, sz, v);
+	if (in->op[0].kind == OP_REG) {
+		wr_gpr(cpu, in->op[0].reg, sz, rd_gpr(cpu, in->op[0].reg, sz));
+		return SOFT_NEXT;
+	}
+	/* a memory destination is still checked for write access (the
+	 * hardware reads it as the first half of a read-modify-write: a #PF
+	 * has W=1 in its error code); nothing is written */
+	uint64_t la = ea_lin(cpu, in, sz, true);
+	if (!lin_ptr_w(cpu, la, sz)) {
+		uint64_t v = 0;
+		soft_lin_read(cpu, la, &v, sz, ACC_READ);
+	}
 	return SOFT_NEXT;
 }
 
@@ -805,7 +823,21 @@ static int shxd(struct soft_cpu *cpu, const struct sinsn *in, bool left)
 	uint64_t src = rd_gpr(cpu, in->op[1].reg, sz);
 	if (!n)
 		return shift_zero(cpu, in, sz);
-	uint64_t a = rd_op(cpu, in, 0, sz);
+	/* a memory destination is accessed as a read-modify-write: write
+	 * access is checked on the read */
+	uint64_t a, la = 0;
+	void *p = NULL;
+	if (in->op[0].kind == OP_MEM) {
+		la = ea_lin(cpu, in, sz, true);
+		p = lin_ptr_w(cpu, la, sz);
+		a = 0;
+		if (p)
+			a = ld(p, sz);
+		else
+			soft_lin_read(cpu, la, &a, sz, ACC_READ);
+	} else {
+		a = rd_op(cpu, in, 0, sz);
+	}
 	uint64_t r;
 	bool cf;
 	if (sz == 2 && n > 16) {
@@ -832,7 +864,12 @@ static int shxd(struct soft_cpu *cpu, const struct sinsn *in, bool left)
 		cf = (a >> (n - 1)) & 1;
 	}
 	r &= size_mask(sz);
-	wr_op(cpu, in, 0, sz, r);
+	if (p)
+		st(p, sz, r);
+	else if (in->op[0].kind == OP_MEM)
+		soft_lin_write(cpu, la, &r, sz, ACC_WRITE);
+	else
+		wr_op(cpu, in, 0, sz, r);
 	lf_set(cpu, LF_LOGIC, sz, 0, 0, r);
 	soft_flags_commit(cpu);
 	uint64_t msb = 1ULL << (bits - 1);
@@ -1148,9 +1185,15 @@ static uint64_t str_bulk(struct soft_cpu *cpu, const struct sinsn *in, int kind,
 		return 0;
 	if (kind == S_MOVS) {
 		if (dp > sp && dp < sp + bytes) {
-			/* overlapping forward copy replicates: byte semantics */
-			for (uint64_t i = 0; i < bytes; i++)
-				dp[i] = sp[i];
+			/* overlapping forward copy replicates: element by
+			 * element, each read whole before it is written */
+			if (sz == 1) {
+				for (uint64_t i = 0; i < bytes; i++)
+					dp[i] = sp[i];
+			} else {
+				for (uint64_t i = 0; i < bytes; i += sz)
+					memmove(dp + i, sp + i, sz);
+			}
 		} else {
 			memmove(dp, sp, bytes);
 		}

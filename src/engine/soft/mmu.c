@@ -417,8 +417,13 @@ void *soft_lin_ptr(struct soft_cpu *cpu, uint64_t la, unsigned size, int acc)
 	if ((la & 0xfff) + size > 4096) {
 		/* Check both pages now so a later split access cannot fault
 		 * half-way. */
+		/* the second page is probed at its first byte: that is
+		 * the address a #PF reports in CR2 */
 		soft_translate(cpu, la, acc);
-		soft_translate(cpu, la + size - 1, acc);
+		uint64_t la2 = (la | 0xfff) + 1;
+		if (!cpu->long_mode)
+			la2 = (uint32_t)la2;
+		soft_translate(cpu, la2, acc);
 		return NULL;
 	}
 	uint64_t pa = soft_translate(cpu, la, acc);

@@ -39,9 +39,9 @@ struct soft_platform {
 	uint64_t bus_hz;   /* LAPIC timer clock = CPUID 0x15 crystal = TSC / TSC_PER_BUS */
 };
 
-/* The TSC runs at TSC_PER_BUS times the LAPIC timer clock, so CPUID 0x15
- * says TSC = crystal * TSC_PER_BUS / 1 exactly, with numbers small enough
- * for Linux's 32-bit crystal_khz * numerator product. */
+/* The TSC runs at TSC_PER_BUS times the LAPIC timer clock (a whole number
+ * of kHz), so CPUID 0x15 (cpuid.c) says TSC = crystal * TSC_PER_BUS / 1
+ * exactly. */
 #define TSC_PER_BUS 16
 
 uint64_t soft_now_ns(void)
@@ -372,12 +372,3 @@ void soft_platform_set_cr8(struct soft_cpu *cpu, uint8_t v)
 	lapic_set_cr8(cpu->lapic, v);
 }
 
-/* CPUID 0x15 as TSC_PER_BUS over the crystal (see above). */
-void soft_platform_cpuid_15(struct soft_cpu *cpu, uint32_t o[4])
-{
-	struct soft_platform *p = cpu->svm->plat;
-	o[0] = 1;
-	o[1] = TSC_PER_BUS;
-	o[2] = (uint32_t)p->bus_hz;
-	o[3] = 0;
-}

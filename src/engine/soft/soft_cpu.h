@@ -103,9 +103,10 @@
  *
  * Not implemented yet: hardware task switching (task gates, call gates),
  * virtual-8086 mode, I/O breakpoints, XSAVE, PCID, the FSGSBASE
- * instructions; none is advertised in CPUID. Device DMA into guest RAM must
- * call soft_mem_written() so code decoded from those pages is dropped (not
- * wired into the VMM's DMA paths yet).
+ * instructions; none is advertised in CPUID. Device DMA into guest RAM
+ * reaches soft_mem_written() (engine op mem_written) so code decoded from
+ * those pages is dropped: virtio devices report their writable buffers
+ * through virtq_push_elem -> the transport's mem_written hook.
  */
 #ifndef KITE_ENGINE_SOFT_SOFT_CPU_H
 #define KITE_ENGINE_SOFT_SOFT_CPU_H
@@ -407,7 +408,6 @@ int soft_platform_rdmsr(struct soft_cpu *cpu, uint32_t idx, uint64_t *v);
 int soft_platform_wrmsr(struct soft_cpu *cpu, uint32_t idx, uint64_t v);
 bool soft_lapic_maybe_pending(struct soft_cpu *cpu);
 uint8_t soft_platform_get_cr8(struct soft_cpu *cpu);
-void soft_platform_cpuid_15(struct soft_cpu *cpu, uint32_t o[4]);
 void soft_platform_set_cr8(struct soft_cpu *cpu, uint8_t v);
 
 /* ---- flags (flags.c) ---- */

@@ -72,7 +72,7 @@ H(h_fxsave)
 		img.fip = (uint32_t)img.fip | ((uint64_t)cpu->s.seg[SEG_CS].selector << 32);
 		img.fdp = (uint32_t)img.fdp | ((uint64_t)cpu->s.seg[SEG_DS].selector << 32);
 	}
-	img.mxcsr_mask = 0xffbf;
+	img.mxcsr_mask = 0xffff; /* DAZ supported, as the fpu library implements it */
 	if (!(cpu->s.cr4 & CR4_OSFXSR))
 		memset(img.xmm, 0, sizeof(img.xmm));
 	if (!cpu->mode64)
@@ -90,7 +90,7 @@ H(h_fxrstor)
 		soft_gp(cpu, 0);
 	struct fxsave_area img;
 	soft_lin_read(cpu, la, &img, 416, ACC_READ);
-	if (img.mxcsr & ~0xffbfu)
+	if (img.mxcsr & ~0xffffu)
 		soft_gp(cpu, 0);
 	struct fxsave_area *f = &cpu->s.fx;
 	f->fcw = img.fcw;
@@ -111,7 +111,7 @@ H(h_ldmxcsr)
 {
 	soft_check_sse(cpu);
 	uint32_t v = (uint32_t)rd_op(cpu, in, 0, 4);
-	if (v & ~0xffbfu)
+	if (v & ~0xffffu)
 		soft_gp(cpu, 0);
 	cpu->s.fx.mxcsr = v;
 	return SOFT_NEXT;

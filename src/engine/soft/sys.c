@@ -1181,9 +1181,6 @@ void soft_cpuid(struct soft_cpu *cpu, uint32_t leaf, uint32_t sub, uint32_t o[4]
 	o[1] = r.ebx;
 	o[2] = r.ecx;
 	o[3] = r.edx;
-	/* leaf 0x15 with a ratio Linux's 32-bit arithmetic cannot overflow */
-	if (leaf == 0x15 && cpu->svm->plat && o[0])
-		soft_platform_cpuid_15(cpu, o);
 }
 
 H(h_cpuid)
@@ -1432,7 +1429,8 @@ static int io_string(struct soft_cpu *cpu, const struct sinsn *in, bool out)
 		} else {
 			uint64_t di = rd_gpr(cpu, RDI, as);
 			uint64_t la = seg_lin(cpu, SEG_ES, di, sz, true);
-			soft_translate(cpu, la, ACC_WRITE);
+			/* both pages are checked before the port is read */
+			soft_lin_ptr(cpu, la, sz, ACC_WRITE);
 			uint64_t v = soft_io_in(cpu, port, sz);
 			lin_write(cpu, la, sz, v);
 			wr_gpr(cpu, RDI, as, di + (uint64_t)d);
