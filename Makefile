@@ -15,7 +15,7 @@ endif
 CFLAGS  := -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -Isrc -MMD -MP -pthread \
            -D_GNU_SOURCE $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := -pthread $(SANFLAGS)
-LDLIBS  := -lZydis -lm -luring -ljson-c
+LDLIBS  := -lZydis -lm -luring -lslirp -ljson-c
 
 SRCS      := $(shell find src -name '*.c' | sort)
 OBJS      := $(SRCS:%.c=$(BUILD)/%.o)

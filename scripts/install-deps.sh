@@ -4,7 +4,7 @@
 set -eu
 PKGS="build-essential make pkg-config libzydis-dev libcriterion-dev liburing-dev libslirp-dev
 libjson-c-dev python3 python3-pytest python3-pexpect acpica-tools qemu-system-x86 kmod
-busybox-static cpio xz-utils zstd e2fsprogs curl clang"
+busybox-static cpio xz-utils zstd e2fsprogs curl clang iperf3 iproute2"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -13,6 +13,7 @@
 
 #include "api/instance.h"
 #include "backends/block/block.h"
+#include "backends/net/net.h"
 #include "engine/engine.h"
 #include "util/log.h"
 #include "util/size.h"
@@ -68,6 +69,16 @@ static const char usage_run[] =
 	"                       fail with an I/O error; id: the serial the guest reads (default\n"
 	"                       the file name); io: the host I/O engine (default uring)\n"
 	"  --rng                a virtio-rng PCI device fed by the host's getrandom()\n"
+	"  --net tap=NAME[,mac=MAC]\n"
+	"  --net user[,hostfwd=[tcp|udp]:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...[,mac=MAC]\n"
+	"                       a virtio-net PCI device; repeatable, up to 8 (the first is the\n"
+	"                       guest's eth0). tap: an existing tap device (checksum/TSO\n"
+	"                       offloads when the kernel allows). user: NAT through libslirp,\n"
+	"                       no privilege needed: guest 10.0.2.15 by DHCP, gateway (the\n"
+	"                       host) 10.0.2.2, DNS 10.0.2.3; hostfwd forwards a host port\n"
+	"                       (HOSTADDR default 127.0.0.1) to the guest. mac: default is\n"
+	"                       a stable locally administered address derived from the option\n"
+	"                       text and the NIC index\n"
 	"  --debug-exit         enable the debug-exit port 0xf4: a guest write of v ends\n"
 	"                       kite with status (v << 1) | 1\n"
 	"  --on-reboot A        exit (default) or restart when the guest reboots\n"
@@ -99,7 +110,27 @@ static uint64_t host_memory_limit(void)
 }
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_ENGINE,
-       OPT_SERIAL, OPT_DEBUG_EXIT, OPT_ON_REBOOT, OPT_DISK, OPT_CONSOLE, OPT_RNG };
+       OPT_SERIAL, OPT_DEBUG_EXIT, OPT_ON_REBOOT, OPT_DISK, OPT_CONSOLE, OPT_RNG,
+       OPT_NET };
+
+/* Append one --net to cfg->nets (an array the caller frees). */
+static int add_net(struct vm_config *cfg, const char *text)
+{
+	if (cfg->nr_nets >= VM_MAX_NICS) {
+		kite_err("--net '%s': at most %d NICs", text, VM_MAX_NICS);
+		return -1;
+	}
+	struct net_config *n = realloc((void *)cfg->nets, (cfg->nr_nets + 1) * sizeof(*n));
+	if (!n) {
+		kite_err("--net '%s': out of memory", text);
+		return -1;
+	}
+	cfg->nets = n;
+	if (net_config_parse(text, cfg->nr_nets, &n[cfg->nr_nets]))
+		return -1; /* reported */
+	cfg->nr_nets++;
+	return 0;
+}
 
 /* Append one --disk to cfg->disks (an array the caller frees). */
 static int add_disk(struct vm_config *cfg, const char *text)
@@ -135,6 +166,7 @@ static int parse_run_args(int argc, char **argv, struct vm_config *cfg)
 		{ "disk", required_argument, NULL, OPT_DISK },
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "rng", no_argument, NULL, OPT_RNG },
+		{ "net", required_argument, NULL, OPT_NET },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -218,6 +250,10 @@ static int parse_run_args(int argc, char **argv, struct vm_config *cfg)
 			}
 			break;
 		case OPT_RNG: cfg->rng = true; break;
+		case OPT_NET:
+			if (add_net(cfg, optarg))
+				return -1;
+			break;
 		case ':':
 			kite_err("option '%s' needs a value (see kite run --help)", argv[optind - 1]);
 			return -1;
@@ -400,6 +436,7 @@ static int cmd_run(int argc, char **argv)
 	vm_config_defaults(&cfg);
 	int status = run_vm(argc, argv, &cfg);
 	free((void *)cfg.disks);
+	free((void *)cfg.nets);
 	return status;
 }
 

@@ -12,6 +12,8 @@ enum reboot_action { REBOOT_EXIT, REBOOT_RESTART };
 enum console_mode { CONSOLE_SERIAL, CONSOLE_VIRTIO };
 
 struct disk_config; /* backends/block/block.h */
+struct net_config;  /* backends/net/net.h */
+#define VM_MAX_NICS 8
 /* PCI slots 1-31 are shared by disks, virtio-rng and virtio-console. */
 #define VM_MAX_DISKS 16
 
@@ -33,6 +35,8 @@ struct vm_config {
 	const struct disk_config *disks; /* --disk, in order: vda, vdb, ... */
 	unsigned nr_disks;
 	bool rng;                 /* virtio-rng */
+	const struct net_config *nets; /* --net, in order: eth0, eth1, ... */
+	unsigned nr_nets;
 	enum console_mode console;/* where the --serial backend goes: COM1 or hvc0 */
 };
 

@@ -9,6 +9,7 @@
 #include "arch/x86/boot.h"
 #include "arch/x86/layout.h"
 #include "backends/char/char.h"
+#include "backends/net/net.h"
 #include "devices/legacy/acpi_pm.h"
 #include "devices/legacy/cmos_rtc.h"
 #include "devices/legacy/debug_exit.h"
@@ -20,6 +21,7 @@
 #include "devices/pci/host_bridge.h"
 #include "devices/virtio/virtio_blk.h"
 #include "devices/virtio/virtio_console.h"
+#include "devices/virtio/virtio_net.h"
 #include "devices/virtio/virtio_pci.h"
 #include "devices/virtio/virtio_rng.h"
 #include "util/event_loop.h"
@@ -136,6 +138,37 @@ static void quiesce_blk(void *p) { virtio_blk_drain(p); }
 static void destroy_rng(void *p) { virtio_rng_destroy(p); }
 static void destroy_console(void *p) { virtio_console_destroy(p); }
 static void quiesce_console(void *p) { virtio_console_quiesce(p); }
+static void destroy_net(void *p) { virtio_net_destroy(p); }
+static void quiesce_net(void *p) { virtio_net_quiesce(p); }
+
+/* One NIC per --net, after every other virtio device (so adding a NIC
+ * never moves the others' slots); the first is the guest's eth0. */
+static int vm_create_nics(struct vm *vm, struct pci_mmio_window *win, unsigned *slot)
+{
+	for (unsigned i = 0; i < vm->cfg->nr_nets; i++) {
+		const struct net_config *nc = &vm->cfg->nets[i];
+		struct net_backend *be;
+		int ret = net_backend_create(nc, vm->loop, &be);
+		if (ret)
+			return ret; /* reported, naming the tap or forward */
+		char mac[18];
+		net_format_mac(nc->mac, mac);
+		struct virtio_net *net;
+		ret = virtio_net_create(&net, &vm->mem, be, nc->mac, NULL);
+		if (!ret) {
+			struct virtio_pci_owner owner = { net, destroy_net, quiesce_net };
+			ret = virtio_pci_create(vm, virtio_net_vdev(net), (*slot)++,
+						pci_mmio_alloc(win, VIRTIO_PCI_BAR_SIZE), &owner, NULL);
+		}
+		if (ret) {
+			kite_err("cannot create the virtio-net device %u (%s): %s", i, mac,
+				 strerror(-ret));
+			return ret;
+		}
+		kite_info("virtio-net %u: %s backend, MAC %s", i, be->name, mac);
+	}
+	return 0;
+}
 
 /* The virtio devices on PCI bus 0: disks first (slot 1 up, so the first
  * --disk is the guest's vda), then virtio-rng, then virtio-console. BARs
@@ -191,7 +224,7 @@ static int vm_create_virtio(struct vm *vm, struct char_backend *console_be)
 			return ret;
 		}
 	}
-	return 0;
+	return vm_create_nics(vm, &win, &slot);
 }
 
 /* The devices every kite PC has, on both engines. */

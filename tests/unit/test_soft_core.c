@@ -1100,3 +1100,37 @@ Test(soft_core, idiv_overflow_is_divide_error)
 	cr_assert_eq(e.st.rip, CODE + 19);
 	env_fini(&e);
 }
+
+/* 64-bit at 0x10000: mov ecx, 5; l: dec ecx; cmp ecx, 2; ja l; hlt. The
+ * CMP+JA pair runs fused; an instruction limit may split it. */
+static const uint8_t code_fused[] = {
+	0xb9, 0x05, 0x00, 0x00, 0x00, 0xff, 0xc9, 0x83, 0xf9, 0x02, 0x77, 0xf9, 0xf4,
+};
+
+Test(soft_core, fused_cmp_jcc)
+{
+	struct env e;
+	setup_long(&e, code_fused, sizeof(code_fused));
+	run(&e, 1000);
+	cr_assert_eq(e.res.stop, SOFT_STOP_HLT);
+	cr_assert_eq(e.res.insns, 1 + 3 * 3 + 1);
+	cr_assert_eq(e.st.gpr[RCX], 2);
+	env_fini(&e);
+
+	/* stop between the CMP and the JA: RIP at the JA, flags of the CMP */
+	setup_long(&e, code_fused, sizeof(code_fused));
+	run(&e, 3);
+	cr_assert_eq(e.res.stop, SOFT_STOP_LIMIT);
+	cr_assert_eq(e.res.insns, 3);
+	cr_assert_eq(e.st.rip, 0x1000a);
+	cr_assert_eq(e.st.rflags & (RFLAGS_CF | RFLAGS_ZF), 0);
+	env_fini(&e);
+
+	/* one more: the JA is taken */
+	setup_long(&e, code_fused, sizeof(code_fused));
+	run(&e, 4);
+	cr_assert_eq(e.res.stop, SOFT_STOP_LIMIT);
+	cr_assert_eq(e.res.insns, 4);
+	cr_assert_eq(e.st.rip, 0x10005);
+	env_fini(&e);
+}

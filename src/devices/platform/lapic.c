@@ -776,6 +776,11 @@ bool lapic_maybe_pending(struct lapic *l)
 	return atomic_load_explicit(&l->hint, memory_order_acquire);
 }
 
+const atomic_bool *lapic_hint_ptr(const struct lapic *l)
+{
+	return &l->hint;
+}
+
 bool lapic_has_interrupt(struct lapic *l)
 {
 	pthread_mutex_lock(&l->lock);

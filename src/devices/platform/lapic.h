@@ -32,6 +32,7 @@
 #ifndef KITE_DEVICES_PLATFORM_LAPIC_H
 #define KITE_DEVICES_PLATFORM_LAPIC_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -166,6 +167,9 @@ void lapic_poll(struct lapic *l, uint64_t now_ns);
  * pending NMI (the engine delivers vector 2 unless NMIs are blocked, and
  * then keeps it pending by not calling this). */
 bool lapic_maybe_pending(struct lapic *l);
+/* The hint itself, for a run loop that tests it inline (read it with
+ * acquire ordering, as lapic_maybe_pending does). */
+const atomic_bool *lapic_hint_ptr(const struct lapic *l);
 bool lapic_has_interrupt(struct lapic *l);
 int lapic_get_interrupt(struct lapic *l);
 bool lapic_take_nmi(struct lapic *l);

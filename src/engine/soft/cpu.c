@@ -491,6 +491,7 @@ static struct tblock *tc_build(struct soft_cpu *cpu, uint64_t la, uint64_t pa)
 	while (n < TC_MAX_BLOCK) {
 		bool end = false;
 		int len = decode_one(cpu, &dec, la + off, pa + off, &b->insn[n], &end);
+		b->insn[n].off = (uint16_t)off;
 		n++;
 		if (len == 0) {
 			cross = true;
@@ -502,7 +503,11 @@ static struct tblock *tc_build(struct soft_cpu *cpu, uint64_t la, uint64_t pa)
 		if (cpu->code_size != 8 && cpu->code_size == 2 && ((cpu->s.rip + off) >> 16))
 			break;
 	}
+	soft_fuse_block(b->insn, n);
 	b->pa = pa;
+	/* no links yet: a key no lookup uses */
+	b->link_key[0] = b->link_key[1] = ~0u;
+	b->link_gen[0] = b->link_gen[1] = 0;
 	b->mode = cpu->code_size;
 	b->ninsn = (uint16_t)n;
 	b->valid = 1;
@@ -593,6 +598,11 @@ int soft_exec(struct soft_cpu *cpu)
 {
 	int code = setjmp(cpu->jb);
 	if (code) {
+		/* the instructions before the one that left retired */
+		if (cpu->cur_first) {
+			cpu->insns += (uint64_t)(cpu->cur_in - cpu->cur_first);
+			cpu->cur_first = NULL;
+		}
 		soft_flags_commit(cpu);
 		if (code != EXIT_EXCEPTION) {
 			cpu->exc_depth = 0;
@@ -604,6 +614,10 @@ int soft_exec(struct soft_cpu *cpu)
 		}
 		handle_exception(cpu);
 	}
+	/* the block that ran last, and the jump-cache generation then: its
+	 * arena memory is intact while the generation has not moved */
+	struct tblock *prev = NULL;
+	uint32_t prev_gen = 0;
 	for (;;) {
 		if (atomic_load_explicit(&cpu->pending, memory_order_relaxed)) {
 			int r = soft_cpu_pending(cpu);
@@ -618,44 +632,90 @@ int soft_exec(struct soft_cpu *cpu)
 				if (__builtin_ia32_rdtsc() >= cpu->timer_tsc)
 					soft_platform_timers(cpu);
 			}
-			if (soft_lapic_maybe_pending(cpu))
+			if (atomic_load_explicit(cpu->lapic_hint, memory_order_acquire))
 				soft_platform_accept(cpu);
 		}
 		if (cpu->deliver && (cpu->s.halted || cpu->s.wait_for_sipi))
 			return EXIT_HLT;
 		if (cpu->insns >= cpu->max_insns)
 			return EXIT_LIMIT;
-		struct tblock *b = tc_lookup(cpu);
+		struct tblock *b;
+		if (prev && prev_gen == cpu->jc_gen && cpu->mode64) {
+			/* follow or make a direct link from the previous block */
+			uint32_t key = cpu->code_size | (uint32_t)cpu->mmu_view << 4;
+			uint64_t rip = cpu->s.rip;
+			if (prev->link_rip[0] == rip && prev->link_gen[0] == prev_gen && prev->link_key[0] == key) {
+				b = prev->link[0];
+			} else if (prev->link_rip[1] == rip && prev->link_gen[1] == prev_gen && prev->link_key[1] == key) {
+				b = prev->link[1];
+			} else {
+				b = tc_lookup(cpu);
+				/* a lookup that built or flushed changes nothing
+				 * here unless the generation moved */
+				if (b->valid == 1 && prev_gen == cpu->jc_gen) {
+					int i = prev->link_gen[0] != prev_gen || prev->link_key[0] == ~0u ? 0 : 1;
+					prev->link[i] = b;
+					prev->link_rip[i] = rip;
+					prev->link_key[i] = key;
+					prev->link_gen[i] = prev_gen;
+				}
+			}
+		} else {
+			b = tc_lookup(cpu);
+		}
+		prev = b->valid == 1 ? b : NULL;
+		prev_gen = cpu->jc_gen;
 		unsigned n = b->ninsn;
 		bool shadow = cpu->shadow;
 		bool tf = cpu->s.rflags & RFLAGS_TF;
-		if (shadow || tf || cpu->dbg_exec || cpu->dbg_data)
+		if (__builtin_expect(shadow || tf || cpu->dbg_exec || cpu->dbg_data, 0)) {
 			n = 1;
-		if (cpu->dbg_exec)
-			check_exec_bp(cpu);
+			if (cpu->dbg_exec)
+				check_exec_bp(cpu);
+		}
 		cpu->dbg_hit = 0;
-		if (cpu->max_insns - cpu->insns < n)
+		if (__builtin_expect(cpu->max_insns - cpu->insns < n, 0))
 			n = (unsigned)(cpu->max_insns - cpu->insns);
 		cpu->mode_dirty = false;
 		cpu->block_dirty = false;
+		/* RIP of each instruction is the block's start plus its offset
+		 * (masked outside 64-bit code), stored before the handler runs:
+		 * no read-modify-write chain through memory per instruction. */
+		const uint64_t base = cpu->s.rip;
+		const uint64_t mask = cpu->code_size == 8 ? ~0ULL : cpu->code_size == 4 ? 0xffffffffULL : 0xffff;
 		const struct sinsn *in = b->insn, *end = b->insn + n;
+		cpu->cur_first = in;
+		cpu->cur_end = end;
 		for (; in < end; in++) {
+			cpu->cur_in = in;
+			cpu->s.rip = (base + in->off) & mask;
 			int r = in->fn(cpu, in);
-			cpu->insns++;
-			if (__builtin_expect(r != SOFT_NEXT, 0))
-				break;
-			cpu->s.rip += in->len;
-			if (cpu->code_size != 8)
-				cpu->s.rip &= cpu->code_size == 2 ? 0xffff : 0xffffffffULL;
-			if (__builtin_expect(cpu->mode_dirty | cpu->block_dirty, 0))
-				break;
+			if (__builtin_expect(r != SOFT_NEXT, 0)) {
+				in++;
+				goto done;
+			}
+			if (__builtin_expect(cpu->mode_dirty | cpu->block_dirty, 0)) {
+				/* the handler may have changed the code size */
+				cpu->s.rip += in->len;
+				if (cpu->code_size != 8)
+					cpu->s.rip &= cpu->code_size == 2 ? 0xffff : 0xffffffffULL;
+				in++;
+				goto done;
+			}
 		}
+		if (n) {
+			const struct sinsn *last = end - 1;
+			cpu->s.rip = (base + last->off + last->len) & mask;
+		}
+done:
+		cpu->cur_first = NULL;
+		cpu->insns += (uint64_t)(in - b->insn);
 		if (shadow)
 			cpu->shadow = false;
 		/* RF suppresses instruction breakpoints for one instruction */
-		if (cpu->s.rflags & RFLAGS_RF)
+		if (__builtin_expect(cpu->s.rflags & RFLAGS_RF, 0))
 			cpu->s.rflags &= ~RFLAGS_RF;
-		if ((tf || cpu->dbg_hit) && !cpu->exit_code) {
+		if (__builtin_expect((tf || cpu->dbg_hit) && !cpu->exit_code, 0)) {
 			/* single-step or data-breakpoint trap after the instruction */
 			if (tf)
 				cpu->s.dr[6] |= 0x4000;

@@ -216,6 +216,7 @@ int soft_platform_vcpu_init(struct soft_cpu *cpu)
 		p->cpus[cpu->id] = NULL;
 		return -ENOMEM;
 	}
+	cpu->lapic_hint = lapic_hint_ptr(cpu->lapic);
 	return 0;
 }
 
@@ -227,6 +228,7 @@ void soft_platform_vcpu_destroy(struct soft_cpu *cpu)
 	if (cpu->lapic)
 		lapic_destroy(cpu->lapic);
 	cpu->lapic = NULL;
+	cpu->lapic_hint = NULL;
 }
 
 int soft_platform_irq_line(struct soft_vm *svm, unsigned gsi, bool level)
