@@ -14,6 +14,7 @@
 
 #include "api/api.h"
 #include "backends/block/block.h"
+#include "backends/net/net.h"
 #include "devices/legacy/i8042.h"
 #include "devices/virtio/virtio_blk.h"
 #include "engine/engine.h"
@@ -26,13 +27,16 @@ struct instance {
 	struct vm *vm;
 	struct vm_config cfg;
 	struct disk_config *disks;
+	struct net_config *nets;
 	char *cmdline;
 };
 
 static void free_vm_config(struct instance *in)
 {
 	free(in->disks);
+	free(in->nets);
 	free(in->cmdline);
+	in->nets = NULL;
 	in->disks = NULL;
 	in->cmdline = NULL;
 }
@@ -41,10 +45,6 @@ static int inst_start(struct api *api, char *err, size_t len)
 {
 	struct instance *in = api->vmm;
 	const struct api_config *c = &api->cfg;
-	if (c->nr_ifaces) {
-		snprintf(err, len, "network interfaces need kite's virtio-net, which this build lacks.");
-		return -ENOTSUP;
-	}
 	struct vm_config *cfg = &in->cfg;
 	vm_config_defaults(cfg);
 	cfg->kernel_path = c->kernel;
@@ -72,6 +72,28 @@ static int inst_start(struct api *api, char *err, size_t len)
 	}
 	cfg->disks = in->disks;
 	cfg->nr_disks = c->nr_drives;
+	/* network interfaces: the same configuration as `--net tap=NAME` or
+	 * `--net user` (kite_user_net), with guest_mac as mac= */
+	in->nets = calloc(c->nr_ifaces ? c->nr_ifaces : 1, sizeof(*in->nets));
+	if (!in->nets) {
+		free_vm_config(in);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < c->nr_ifaces; i++) {
+		const struct api_iface *f = &c->ifaces[i];
+		char text[128];
+		snprintf(text, sizeof(text), "%s%s%s%s", f->user_net ? "user" : "tap=",
+			 f->user_net ? "" : f->host_dev_name, f->guest_mac ? ",mac=" : "",
+			 f->guest_mac ? f->guest_mac : "");
+		if (net_config_parse(text, i, &in->nets[i])) {
+			snprintf(err, len, "network interface %s: invalid configuration (see kite's stderr).",
+				 f->id);
+			free_vm_config(in);
+			return -EINVAL;
+		}
+	}
+	cfg->nets = in->nets;
+	cfg->nr_nets = c->nr_ifaces;
 
 	const struct engine_ops *engine;
 	if (engine_select(cfg, &engine)) {

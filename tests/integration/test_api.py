@@ -395,6 +395,29 @@ def test_patch_drive_after_boot(tmp_path, kite, guests, engine):
     assert k.proc.returncode == 0, err
 
 
+def test_user_net_interface_starts(tmp_path, kite, guests, engine):
+    """kite_user_net (the extension) gives the guest a virtio-net device on
+    user-mode networking; a missing tap fails InstanceStart with 400."""
+    k = Kite(tmp_path, "--engine", engine)
+    try:
+        k.ok("PUT", "/boot-source", json.dumps({"kernel_image_path": str(guests / "spin.elf")}))
+        k.ok("PUT", "/network-interfaces/eth0", '{"iface_id": "eth0", "kite_user_net": true, '
+             '"guest_mac": "06:00:AC:10:00:02"}')
+        k.ok("PUT", "/actions", '{"action_type": "InstanceStart"}')
+        assert k.curl("GET", "/")[1]["state"] == "Running"
+    finally:
+        out, err = k.stop()
+    assert k.proc.returncode == 0, err
+    k = Kite(tmp_path, "--engine", engine)
+    try:
+        k.ok("PUT", "/boot-source", json.dumps({"kernel_image_path": str(guests / "spin.elf")}))
+        k.ok("PUT", "/network-interfaces/eth0", '{"iface_id": "eth0", "host_dev_name": "kitenotap9"}')
+        k.fault("PUT", "/actions", '{"action_type": "InstanceStart"}', "Start microvm error")
+        assert k.curl("GET", "/")[1]["state"] == "Not started"
+    finally:
+        k.stop()
+
+
 def test_guest_stop_ends_kite(tmp_path, kite, guests, engine):
     """kite exits when the guest stops (as Firecracker does): a triple fault
     ends it with status 2, without anything from the API side."""
