@@ -48,6 +48,11 @@ struct engine_ops {
 	 * e.g. when a virtqueue buffer with device-writable segments is used. */
 	void (*mem_written)(struct vm *vm, uint64_t gpa, uint64_t len);
 
+	/* Optional: the VM is paused (true) or resumes (false), with every vCPU
+	 * parked. An engine whose guest clocks follow the host clock (soft)
+	 * holds them still over the pause, as a stopped machine's would. */
+	void (*vm_pause_time)(struct vm *vm, bool paused);
+
 	/* Interrupt delivery (vmm/irq.h forwards here). */
 	int (*irq_line)(struct vm *vm, unsigned gsi, bool level);
 	int (*irq_msi)(struct vm *vm, uint64_t addr, uint32_t data);

@@ -71,11 +71,17 @@ int vm_pause(struct vm *vm)
 	while (vm->parked < threads && !vm_should_stop(vm))
 		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
 	pthread_mutex_unlock(&vm->pause_lock);
-	return vm_should_stop(vm) ? -ESHUTDOWN : 0;
+	if (vm_should_stop(vm))
+		return -ESHUTDOWN;
+	if (vm->engine->vm_pause_time)
+		vm->engine->vm_pause_time(vm, true);
+	return 0;
 }
 
 int vm_resume(struct vm *vm)
 {
+	if (vm->engine->vm_pause_time && atomic_load(&vm->pause_requested))
+		vm->engine->vm_pause_time(vm, false);
 	pthread_mutex_lock(&vm->pause_lock);
 	atomic_store(&vm->pause_requested, false);
 	pthread_cond_broadcast(&vm->pause_cond);

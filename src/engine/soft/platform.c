@@ -51,10 +51,15 @@ uint64_t soft_now_ns(void)
 	return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
 }
 
+uint64_t soft_guest_ns(const struct soft_vm *svm)
+{
+	return soft_now_ns() - atomic_load_explicit(&svm->paused_ns, memory_order_relaxed);
+}
+
 static uint64_t clock_cb(void *opaque)
 {
-	(void)opaque;
-	return soft_now_ns();
+	struct soft_platform *p = opaque;
+	return soft_guest_ns(p->svm);
 }
 
 /* The guest TSC runs at the host TSC's rate: measure it once. */
@@ -144,7 +149,7 @@ int soft_platform_create(struct soft_vm *svm, struct vm *vm)
 	struct ioapic_config ic = { .id = 0, .version = 0x20, .deliver = apic_bus_deliver,
 				    .deliver_opaque = &p->bus };
 	struct pic_config pc = { .output = pic_output, .opaque = p };
-	struct pit_config tc = { .set_irq = pit_irq, .opaque = p, .clock = clock_cb };
+	struct pit_config tc = { .set_irq = pit_irq, .opaque = p, .clock = clock_cb, .clock_opaque = p };
 	int ret = -ENOMEM;
 	p->ioapic = ioapic_create(&ic);
 	p->pic = pic_create(&pc);
@@ -208,7 +213,7 @@ int soft_platform_vcpu_init(struct soft_cpu *cpu)
 	struct lapic_config c = {
 		.apic_id = cpu->id, .bsp = cpu->id == 0, .bus_hz = p->bus_hz, .tsc_hz = p->tsc_hz,
 		.phys_addr_bits = 40, .bus = &p->bus, .ops = &lapic_ops, .opaque = p,
-		.clock = clock_cb,
+		.clock = clock_cb, .clock_opaque = p,
 	};
 	p->cpus[cpu->id] = cpu;
 	cpu->lapic = lapic_create(&c);
@@ -270,7 +275,7 @@ uint64_t soft_platform_deadline(struct soft_cpu *cpu)
 void soft_platform_timers(struct soft_cpu *cpu)
 {
 	struct soft_platform *p = cpu->svm->plat;
-	uint64_t now = soft_now_ns();
+	uint64_t now = soft_guest_ns(cpu->svm);
 	lapic_poll(cpu->lapic, now);
 	if (cpu->id == 0)
 		pit_poll(p->pit, now);
@@ -336,7 +341,7 @@ int soft_platform_rdmsr(struct soft_cpu *cpu, uint32_t idx, uint64_t *v)
 		return 1;
 	}
 	if (idx >= MSR_X2APIC_FIRST && idx <= MSR_X2APIC_LAST)
-		return lapic_msr_read(l, idx, v, soft_now_ns()) ? -1 : 1;
+		return lapic_msr_read(l, idx, v, soft_guest_ns(cpu->svm)) ? -1 : 1;
 	return 0;
 }
 
@@ -349,9 +354,9 @@ int soft_platform_wrmsr(struct soft_cpu *cpu, uint32_t idx, uint64_t v)
 	if (idx == MSR_IA32_APIC_BASE)
 		r = lapic_set_apic_base(l, v) ? -1 : 1;
 	else if (idx == MSR_IA32_TSC_DEADLINE)
-		lapic_tsc_deadline_write(l, v, soft_now_ns(), soft_read_tsc(cpu));
+		lapic_tsc_deadline_write(l, v, soft_guest_ns(cpu->svm), soft_read_tsc(cpu));
 	else if (idx >= MSR_X2APIC_FIRST && idx <= MSR_X2APIC_LAST)
-		r = lapic_msr_write(l, idx, v, soft_now_ns()) ? -1 : 1;
+		r = lapic_msr_write(l, idx, v, soft_guest_ns(cpu->svm)) ? -1 : 1;
 	else
 		return 0;
 	cpu->timer_tsc = 0;

@@ -181,6 +181,31 @@ void soft_cpu_notify_code_write(struct soft_cpu *cpu, uint8_t mask)
 	}
 }
 
+/* Pause: remember when (host ns and TSC). Resume: the guest's platform
+ * clock skips the pause and every vCPU's TSC offset drops by its ticks, so
+ * guest time continues from where it stopped. vCPUs are parked meanwhile. */
+static void soft_vm_pause_time(struct vm *vm, bool paused)
+{
+	struct soft_vm_priv *p = vm->engine_data;
+	if (!p)
+		return;
+	struct soft_vm *svm = &p->svm;
+	if (paused) {
+		svm->pause_start_ns = soft_now_ns();
+		svm->pause_start_tsc = soft_host_tsc();
+		return;
+	}
+	uint64_t d_ns = soft_now_ns() - svm->pause_start_ns;
+	uint64_t d_tsc = soft_host_tsc() - svm->pause_start_tsc;
+	atomic_fetch_add(&svm->paused_ns, d_ns);
+	svm->tsc_offset -= d_tsc;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		struct soft_cpu *cpu = vm->vcpus[i].engine_data;
+		if (cpu)
+			cpu->tsc_offset -= d_tsc;
+	}
+}
+
 void soft_mem_written(struct vm *vm, uint64_t gpa, uint64_t len)
 {
 	struct soft_vm_priv *p = vm->engine_data;
@@ -329,9 +354,10 @@ static void halt_wait(struct soft_cpu *cpu, struct vm *vm)
 			pthread_cond_wait(&cpu->cond, &cpu->lock);
 			continue;
 		}
-		if (soft_now_ns() >= deadline)
+		if (soft_guest_ns(cpu->svm) >= deadline)
 			break;
-		struct timespec ts = { (time_t)(deadline / 1000000000ULL), (long)(deadline % 1000000000ULL) };
+		uint64_t host = deadline + atomic_load(&cpu->svm->paused_ns);
+		struct timespec ts = { (time_t)(host / 1000000000ULL), (long)(host % 1000000000ULL) };
 		if (pthread_cond_timedwait(&cpu->cond, &cpu->lock, &ts) == ETIMEDOUT)
 			break;
 	}
@@ -453,6 +479,7 @@ const struct engine_ops soft_engine = {
 	.irq_line = soft_irq_line,
 	.irq_msi = soft_irq_msi,
 	.mem_written = soft_mem_written,
+	.vm_pause_time = soft_vm_pause_time,
 };
 
 /* ---- standalone ---- */

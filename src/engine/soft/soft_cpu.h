@@ -262,6 +262,11 @@ struct soft_vm {
 	struct vm *vm;            /* NULL for standalone runs */
 	unsigned nr_cpus;
 	uint64_t tsc_offset;      /* guest TSC = host TSC + this: 0 at VM creation, same on every vCPU */
+	/* Guest time stands still while the VM is paused: the platform clock
+	 * is host CLOCK_MONOTONIC minus paused_ns (soft_guest_ns), and every
+	 * TSC offset drops by the host TSC ticks of the pause. */
+	_Atomic uint64_t paused_ns;
+	uint64_t pause_start_ns, pause_start_tsc;
 	struct cpu_model model;   /* what CPUID shows: kite's model over our features */
 	struct soft_platform *plat; /* LAPICs, IOAPIC, PIC, PIT (VM only; platform.c) */
 	uint64_t nr_pages;        /* guest-physical pages covered by code_pages */
@@ -420,6 +425,7 @@ void soft_cpu_wake(struct soft_cpu *cpu, unsigned bits);
 
 /* ---- platform devices (platform.c) ---- */
 uint64_t soft_now_ns(void);
+uint64_t soft_guest_ns(const struct soft_vm *svm);
 int soft_platform_create(struct soft_vm *svm, struct vm *vm);
 void soft_platform_destroy(struct soft_vm *svm);
 int soft_platform_vcpu_init(struct soft_cpu *cpu);
