@@ -25,7 +25,7 @@ TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 DIFF_SRCS := $(wildcard tests/diff/*.c)
 DIFF_OBJS := $(DIFF_SRCS:%.c=$(BUILD)/%.o)
 
-.PHONY: all test unit diff integration clean guests fuzz fuzz-quick bench-blk bench-soft
+.PHONY: all test unit diff integration integration-short test-san clean guests fuzz fuzz-quick bench-blk bench-soft
 all: $(BUILD)/kite guests
 
 $(BUILD)/kite: $(OBJS)
@@ -54,7 +54,17 @@ diff: $(BUILD)/diff-test
 integration: all
 	KITE=$(abspath $(BUILD)/kite) /usr/bin/python3 -m pytest -q tests/integration
 
-test: fuzz-quick unit diff integration
+# The short integration suites (test guests, no Linux boots): also run under
+# ASan+UBSan by test-san.
+SHORT_SUITES := tests/integration/test_guests.py tests/integration/test_sys_guests.py \
+                tests/integration/test_virtio_guest.py tests/integration/test_virtio_console.py
+integration-short: all
+	KITE=$(abspath $(BUILD)/kite) /usr/bin/python3 -m pytest -q $(SHORT_SUITES)
+
+test-san:
+	$(MAKE) --no-print-directory SAN=1 unit integration-short
+
+test: fuzz-quick unit diff integration test-san
 
 # libFuzzer harnesses (tests/fuzz/fuzz_*.c), built with clang and sanitizers
 # straight from the sources they exercise. fuzz-quick: a bounded pass each.
