@@ -15,7 +15,7 @@ endif
 CFLAGS  := -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -Isrc -MMD -MP -pthread \
            -D_GNU_SOURCE $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := -pthread $(SANFLAGS)
-LDLIBS  := -lZydis -lm -luring -lslirp
+LDLIBS  := -lZydis -lm -luring -lslirp -ljson-c
 
 SRCS      := $(shell find src -name '*.c' | sort)
 OBJS      := $(SRCS:%.c=$(BUILD)/%.o)
@@ -71,6 +71,14 @@ FUZZ_SECS  ?= 10
 $(FUZZ_DIR)/%: tests/fuzz/%.c $(FUZZ_LIB) $(wildcard src/devices/virtio/*.h src/backends/block/*.h) tests/unit/virtq_driver.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB) -luring
+
+# The API harness: the HTTP server, router and handlers with json-c.
+FUZZ_API_LIB := $(wildcard src/api/*.c) src/util/metrics.c src/util/log.c src/vmm/config_file.c
+$(FUZZ_DIR)/fuzz_http: tests/fuzz/fuzz_http.c $(filter-out src/api/instance.c,$(FUZZ_API_LIB)) $(wildcard src/api/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -o $@ $< \
+		$(filter-out src/api/instance.c,$(FUZZ_API_LIB)) -ljson-c
+	@mkdir -p $@.corpus && cp tests/fuzz/corpus_http/* $@.corpus/
 
 fuzz: $(FUZZ_BINS)
 

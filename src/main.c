@@ -11,6 +11,7 @@
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
+#include "api/instance.h"
 #include "backends/block/block.h"
 #include "backends/net/net.h"
 #include "engine/engine.h"
@@ -29,6 +30,18 @@ static const char usage_main[] =
 	"commands:\n"
 	"  run        boot a kernel in a new VM (see `kite run --help`)\n"
 	"  version    print kite's version\n"
+	"\n"
+	"Firecracker-compatible mode (a REST API on a Unix socket, see README.md):\n"
+	"  kite --api-sock PATH [--config-file FILE] [options]\n"
+	"  kite --no-api --config-file FILE [options]\n"
+	"  --api-sock PATH     serve the API on PATH (default /run/kite.socket); the VM\n"
+	"                      starts at PUT /actions InstanceStart\n"
+	"  --config-file FILE  Firecracker's JSON configuration: boot at once\n"
+	"  --no-api            no API socket (needs --config-file)\n"
+	"  --id ID             the instance id GET / reports (default anonymous-instance)\n"
+	"  --engine E          auto, kvm or soft (default auto)\n"
+	"  --serial S          the guest console: stdio (default), none or file:PATH\n"
+	"  -v, --verbose       more messages on stderr (repeat for debug)\n"
 	"\n"
 	"options:\n"
 	"  -h, --help     this text\n"
@@ -277,24 +290,6 @@ static int parse_run_args(int argc, char **argv, struct vm_config *cfg)
 	return 0;
 }
 
-static int exit_status(const struct vm *vm)
-{
-	switch ((enum vm_stop_reason)atomic_load(&vm->stop_reason)) {
-	case VM_STOP_POWEROFF:
-	case VM_STOP_RESET:
-	case VM_STOP_SIGNAL:
-		return 0;
-	case VM_STOP_DEBUG_EXIT:
-		return (int)(((vm->stop_code << 1) | 1) & 0xff);
-	case VM_STOP_TRIPLE_FAULT:
-		return 2;
-	case VM_RUNNING:
-	case VM_STOP_ERROR:
-		break;
-	}
-	return 1;
-}
-
 /* The VM's life once cfg is filled; cfg->disks is freed by the caller. */
 /* Create, boot and run one VM until it stops; returns kite's exit status and
  * whether the guest asked for a reset that --on-reboot restart turns into a
@@ -320,7 +315,7 @@ static int boot_once(const struct vm_config *cfg, const struct engine_ops *engin
 			vm_request_stop(vm, VM_STOP_SIGNAL, 0);
 	}
 	vm_join(vm);
-	status = exit_status(vm);
+	status = vm_exit_status(vm);
 	int reason = atomic_load(&vm->stop_reason);
 	if (reason == VM_STOP_TRIPLE_FAULT)
 		kite_err("guest triple fault: the VM shut down");
@@ -360,6 +355,79 @@ static int run_vm(int argc, char **argv, struct vm_config *cfg)
 			kite_info("guest reset: restarting the VM");
 	} while (restart);
 	return status;
+}
+
+/* `kite --api-sock ...`: Firecracker's command line. */
+static int cmd_api(int argc, char **argv)
+{
+	enum { A_SOCK = 256, A_CONFIG, A_NO_API, A_ID, A_ENGINE, A_SERIAL };
+	static const struct option opts[] = {
+		{ "api-sock", required_argument, NULL, A_SOCK },
+		{ "config-file", required_argument, NULL, A_CONFIG },
+		{ "no-api", no_argument, NULL, A_NO_API },
+		{ "id", required_argument, NULL, A_ID },
+		{ "engine", required_argument, NULL, A_ENGINE },
+		{ "serial", required_argument, NULL, A_SERIAL },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct api_options o = { .sock_path = "/run/kite.socket", .version = KITE_VERSION,
+				 .engine = ENGINE_AUTO, .serial = SERIAL_STDIO };
+	int verbose = 0;
+	opterr = 0;
+	optind = 1;
+	for (;;) {
+		int c = getopt_long(argc, argv, ":hv", opts, NULL);
+		if (c == -1)
+			break;
+		switch (c) {
+		case 'h':
+			fputs(usage_main, stdout);
+			return 0;
+		case 'v': verbose++; break;
+		case A_SOCK: o.sock_path = optarg; break;
+		case A_CONFIG: o.config_file = optarg; break;
+		case A_NO_API: o.no_api = true; break;
+		case A_ID: o.id = optarg; break;
+		case A_ENGINE:
+			if (!strcmp(optarg, "auto")) o.engine = ENGINE_AUTO;
+			else if (!strcmp(optarg, "kvm")) o.engine = ENGINE_KVM;
+			else if (!strcmp(optarg, "soft")) o.engine = ENGINE_SOFT;
+			else {
+				kite_err("unknown engine '%s': expected auto, kvm or soft", optarg);
+				return 1;
+			}
+			break;
+		case A_SERIAL:
+			if (!strcmp(optarg, "stdio")) o.serial = SERIAL_STDIO;
+			else if (!strcmp(optarg, "none")) o.serial = SERIAL_NONE;
+			else if (!strncmp(optarg, "file:", 5) && optarg[5]) {
+				o.serial = SERIAL_FILE;
+				o.serial_path = optarg + 5;
+			} else {
+				kite_err("invalid --serial '%s': expected stdio, none or file:PATH", optarg);
+				return 1;
+			}
+			break;
+		case ':':
+			kite_err("option '%s' needs a value (see kite --help)", argv[optind - 1]);
+			return 1;
+		default:
+			kite_err("unknown option '%s' (see kite --help)", argv[optind - 1]);
+			return 1;
+		}
+	}
+	if (optind < argc) {
+		kite_err("unexpected argument '%s' (see kite --help)", argv[optind]);
+		return 1;
+	}
+	if (o.no_api && !o.config_file) {
+		kite_err("--no-api needs --config-file FILE: nothing would configure the VM");
+		return 1;
+	}
+	log_set_level(verbose >= 2 ? LOG_DEBUG : verbose == 1 ? LOG_INFO : LOG_WARN);
+	return api_main(&o);
 }
 
 static int cmd_run(int argc, char **argv)
@@ -406,6 +474,9 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "run"))
 		return cmd_run(argc - 1, argv + 1);
+	if (!strncmp(cmd, "--api-sock", 10) || !strncmp(cmd, "--config-file", 13) ||
+	    !strcmp(cmd, "--no-api") || !strncmp(cmd, "--id", 4))
+		return cmd_api(argc, argv);
 	kite_err("unknown command '%s' (see kite --help)", cmd);
 	return 1;
 }

@@ -57,7 +57,7 @@ int bus_register(struct bus *bus, uint64_t base, uint64_t len,
 		bus->cap = cap;
 	}
 	memmove(&bus->ranges[i + 1], &bus->ranges[i], (bus->nr - i) * sizeof(bus->ranges[0]));
-	bus->ranges[i] = (struct bus_range){ base, len, read, write, opaque, name };
+	bus->ranges[i] = (struct bus_range){ base, len, read, write, opaque, name, 0 };
 	bus->nr++;
 out:
 	pthread_rwlock_unlock(&bus->lock);
@@ -88,12 +88,26 @@ static bool find(struct bus *bus, uint64_t addr, unsigned size, struct bus_range
 	if (i < bus->nr) {
 		const struct bus_range *r = &bus->ranges[i];
 		if (addr >= r->base && addr - r->base <= r->len - size && size <= r->len) {
+			/* the array only moves under the write lock */
+			__atomic_fetch_add(&bus->ranges[i].accesses, 1, __ATOMIC_RELAXED);
 			*out = *r;
 			found = true;
 		}
 	}
 	pthread_rwlock_unlock(&bus->lock);
 	return found;
+}
+
+void bus_for_each(struct bus *bus, void (*fn)(void *opaque, const struct bus_range *r),
+		  void *opaque)
+{
+	pthread_rwlock_rdlock(&bus->lock);
+	for (size_t i = 0; i < bus->nr; i++) {
+		struct bus_range r = bus->ranges[i];
+		r.accesses = __atomic_load_n(&bus->ranges[i].accesses, __ATOMIC_RELAXED);
+		fn(opaque, &r);
+	}
+	pthread_rwlock_unlock(&bus->lock);
 }
 
 bool bus_read(struct bus *bus, uint64_t addr, unsigned size, uint64_t *value)

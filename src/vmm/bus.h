@@ -22,6 +22,7 @@ struct bus_range {
 	bus_write_fn write; /* may be NULL: writes are dropped */
 	void *opaque;
 	const char *name;
+	uint64_t accesses; /* dispatched reads + writes (metrics); atomic adds */
 };
 
 struct bus {
@@ -46,5 +47,10 @@ int bus_unregister(struct bus *bus, uint64_t base, void *opaque);
  * is dropped. An access that straddles the end of a range is unclaimed. */
 bool bus_read(struct bus *bus, uint64_t addr, unsigned size, uint64_t *value);
 bool bus_write(struct bus *bus, uint64_t addr, unsigned size, uint64_t value);
+
+/* Call fn for every range, under the bus's read lock (fn must not touch
+ * the bus). For metrics: per-device access counts. */
+void bus_for_each(struct bus *bus, void (*fn)(void *opaque, const struct bus_range *r),
+		  void *opaque);
 
 #endif

@@ -46,9 +46,71 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, uint32_t code)
 		vm->stop_code = code;
 	if (atomic_load(&vm->notify_main) && !pthread_equal(pthread_self(), vm->main_thread))
 		pthread_kill(vm->main_thread, SIGUSR2);
+	/* a paused vCPU thread must wake up to see the stop */
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		if (vm->vcpus[i].engine_data)
 			vm->engine->vcpu_kick(&vm->vcpus[i]);
+}
+
+int vm_pause(struct vm *vm)
+{
+	unsigned threads = 0;
+	atomic_store(&vm->pause_requested, true);
+	/* Kicks are sticky on both engines: a vCPU about to enter vcpu_run
+	 * returns from it at once, then sees the flag. */
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		if (vm->vcpus[i].thread_started)
+			threads++;
+		if (vm->vcpus[i].engine_data)
+			vm->engine->vcpu_kick(&vm->vcpus[i]);
+	}
+	pthread_mutex_lock(&vm->pause_lock);
+	while (vm->parked < threads && !vm_should_stop(vm))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return vm_should_stop(vm) ? -ESHUTDOWN : 0;
+}
+
+int vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	atomic_store(&vm->pause_requested, false);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+	return 0;
+}
+
+/* A vCPU thread waits here while the VM is paused. */
+static void vcpu_park(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->parked++;
+	pthread_cond_broadcast(&vm->pause_cond);
+	while (atomic_load(&vm->pause_requested) && !vm_should_stop(vm))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	vm->parked--;
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+int vm_exit_status(struct vm *vm)
+{
+	switch ((enum vm_stop_reason)atomic_load(&vm->stop_reason)) {
+	case VM_STOP_POWEROFF:
+	case VM_STOP_RESET:
+	case VM_STOP_SIGNAL:
+		return 0;
+	case VM_STOP_DEBUG_EXIT:
+		return (int)(((vm->stop_code << 1) | 1) & 0xff);
+	case VM_STOP_TRIPLE_FAULT:
+		return 2;
+	case VM_RUNNING:
+	case VM_STOP_ERROR:
+		break;
+	}
+	return 1;
 }
 
 int vm_irq_line(struct vm *vm, unsigned gsi, bool level)
@@ -124,6 +186,7 @@ static int vm_create_virtio(struct vm *vm, struct char_backend *console_be)
 			char_backend_destroy(console_be);
 			return ret; /* reported, with the path */
 		}
+		vm->disks[i] = blk;
 		struct virtio_pci_owner owner = { blk, destroy_blk, quiesce_blk };
 		ret = virtio_pci_create(vm, virtio_blk_vdev(blk), slot++,
 					pci_mmio_alloc(&win, VIRTIO_PCI_BAR_SIZE), &owner, NULL);
@@ -214,6 +277,8 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct engine_op
 	vm->cfg = cfg;
 	vm->engine = engine;
 	atomic_init(&vm->stop_reason, VM_RUNNING);
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
 
@@ -229,6 +294,11 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct engine_op
 		goto fail;
 	}
 	vm->nr_vcpus = cfg->nr_cpus;
+	vm->vcpu_exits = calloc(cfg->nr_cpus, sizeof(*vm->vcpu_exits));
+	if (!vm->vcpu_exits) {
+		ret = -ENOMEM;
+		goto fail;
+	}
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		vm->vcpus[i].vm = vm;
 		vm->vcpus[i].id = i;
@@ -287,7 +357,13 @@ static void *vcpu_thread(void *arg)
 	struct vcpu *vcpu = arg;
 	struct vm *vm = vcpu->vm;
 	while (!vm_should_stop(vm)) {
+		if (atomic_load(&vm->pause_requested)) {
+			vcpu_park(vm);
+			continue;
+		}
 		int ret = vm->engine->vcpu_run(vcpu);
+		if (vm->vcpu_exits)
+			atomic_fetch_add_explicit(&vm->vcpu_exits[vcpu->id], 1, memory_order_relaxed);
 		if (ret) {
 			kite_err("vCPU %u: %s engine failed: %s", vcpu->id, vm->engine->name,
 				 strerror(-ret));
@@ -352,6 +428,8 @@ void vm_destroy(struct vm *vm)
 				vm->engine->vcpu_destroy(&vm->vcpus[i]);
 		free(vm->vcpus);
 		vm->vcpus = NULL;
+		free((void *)vm->vcpu_exits);
+		vm->vcpu_exits = NULL;
 		vm->nr_vcpus = 0; /* main.c may still call vm_request_stop */
 	}
 	if (vm->engine_data)

@@ -17,6 +17,7 @@
 
 struct event_loop;
 struct pci_bus;
+struct virtio_blk;
 
 /* Why the VM stopped; decides kite's exit status (see main.c). */
 enum vm_stop_reason {
@@ -50,6 +51,18 @@ struct vm {
 	struct device *devices;   /* every device model, in creation order */
 	size_t nr_devices;
 
+	/* Pause (the API's PATCH /vm): vCPU threads park on pause_cond between
+	 * vcpu_run calls while pause_requested is set. */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;
+	_Atomic bool pause_requested;
+	unsigned parked;          /* vCPU threads parked, under pause_lock */
+	/* Per vCPU: returns from vcpu_run to kite's loop (metrics). */
+	_Atomic uint64_t *vcpu_exits;
+
+	/* cfg->disks[i]'s device, for the API's PATCH /drives */
+	struct virtio_blk *disks[VM_MAX_DISKS];
+
 	struct event_loop *loop;  /* backends and timers; started by vm_run */
 	struct pci_bus *pci;      /* bus 0 behind the host bridge */
 };
@@ -62,6 +75,16 @@ int vm_run(struct vm *vm);    /* start the vCPU threads */
 void vm_join(struct vm *vm);  /* wait until every vCPU thread ended */
 void vm_destroy(struct vm *vm);
 
+/* Stop every vCPU (returns once each vCPU thread is parked outside
+ * vcpu_run, or the VM is stopping) / let them run again. Devices and their
+ * backends keep running. Main thread only; 0 or a negative errno. */
+int vm_pause(struct vm *vm);
+int vm_resume(struct vm *vm);
+static inline bool vm_is_paused(struct vm *vm)
+{
+	return atomic_load(&vm->pause_requested);
+}
+
 /* Devices register themselves here once created; vm_destroy tears them
  * down in reverse order. */
 int vm_add_device(struct vm *vm, const struct device_ops *ops, void *dev);
@@ -69,6 +92,8 @@ int vm_add_device(struct vm *vm, const struct device_ops *ops, void *dev);
 /* Ask the VM to stop: records the first reason, kicks every vCPU. Safe from
  * any thread, including a vCPU inside a device callback. */
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, uint32_t code);
+/* kite's exit status for the reason the VM stopped (see main.c's usage). */
+int vm_exit_status(struct vm *vm);
 static inline bool vm_should_stop(struct vm *vm)
 {
 	return atomic_load_explicit(&vm->stop_reason, memory_order_acquire) != VM_RUNNING;

@@ -317,6 +317,28 @@ static void i8042_destroy(void *dev)
 	free(k);
 }
 
+int i8042_send_ctrl_alt_del(struct i8042 *k)
+{
+	/* Ctrl, Alt, Delete pressed then released, as the keyboard sends them in
+	 * scan code set 2; with translation on (Linux's default) the controller
+	 * hands the guest the set 1 equivalents instead. */
+	static const uint8_t set1[] = { 0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d };
+	static const uint8_t set2[] = { 0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71,
+					0xf0, 0x11, 0xf0, 0x14 };
+	pthread_mutex_lock(&k->lock);
+	bool xlate = k->s.ctr & I8042_CTR_XLATE;
+	const uint8_t *seq = xlate ? set1 : set2;
+	size_t n = xlate ? sizeof(set1) : sizeof(set2);
+	int ret = 0;
+	if (k->s.q_count + n > QUEUE_SIZE)
+		ret = -EBUSY; /* the guest is not reading its keyboard */
+	else
+		for (size_t i = 0; i < n; i++)
+			push(k, seq[i], false, false);
+	pthread_mutex_unlock(&k->lock);
+	return ret;
+}
+
 const struct device_ops i8042_ops = {
 	.name = "i8042", .reset = i8042_reset, .save = i8042_save, .restore = i8042_restore,
 	.destroy = i8042_destroy,

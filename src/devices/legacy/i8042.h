@@ -13,6 +13,9 @@ struct i8042;
 
 int i8042_create(struct vm *vm, struct i8042 **out);
 extern const struct device_ops i8042_ops;
+/* Type Ctrl-Alt-Del on the keyboard (the API's SendCtrlAltDel). 0, or
+ * -EBUSY when the output queue has no room for the sequence. */
+int i8042_send_ctrl_alt_del(struct i8042 *k);
 
 #define I8042_STR_OBF     0x01
 #define I8042_STR_IBF     0x02

@@ -376,6 +376,25 @@ void virtio_blk_destroy(struct virtio_blk *b)
 	free(b);
 }
 
+int virtio_blk_swap_backend(struct virtio_blk *b, struct blk_backend *be,
+			    struct blk_backend **old)
+{
+	/* The feature bits (RO, discard) were offered already: keep them true. */
+	if (be->readonly != b->be->readonly)
+		return -EINVAL;
+	blk_kick(b->be);
+	pthread_mutex_lock(&b->vdev.lock);
+	wait_idle_locked(b);
+	*old = b->be;
+	b->be = be;
+	b->capacity = be->size / 512;
+	put_le64(b->config + VIRTIO_BLK_CFG_CAPACITY, b->capacity);
+	pthread_mutex_unlock(&b->vdev.lock);
+	/* the driver re-reads the capacity (Linux: "capacity change") */
+	virtio_config_changed(&b->vdev);
+	return 0;
+}
+
 size_t virtio_blk_save(struct virtio_blk *b, void *buf, size_t len)
 {
 	virtio_blk_drain(b);

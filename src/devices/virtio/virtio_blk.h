@@ -71,6 +71,13 @@ struct virtio_device *virtio_blk_vdev(struct virtio_blk *blk);
 
 /* Wait until no request is in flight (before save, in tests). */
 void virtio_blk_drain(struct virtio_blk *blk);
+/* Replace the backing file of a live disk (the API's PATCH /drives): waits
+ * for in-flight requests, switches, updates the capacity and sends a
+ * config-change interrupt. The caller must keep queue notifications from
+ * running meanwhile (the VM's vCPUs paused). *old gets the previous
+ * backend for the caller to close. -EINVAL when read-only-ness differs. */
+int virtio_blk_swap_backend(struct virtio_blk *blk, struct blk_backend *be,
+			    struct blk_backend **old);
 /* Requests popped and not yet completed. */
 unsigned virtio_blk_in_flight(struct virtio_blk *blk);
 
