@@ -20,15 +20,10 @@ usage: bench/blk_guest.py [--mib N] [--runs N] [--only kite|qemu]
 Prints one table and the kite/QEMU ratios; paste it into bench/RESULTS.md."""
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
-import pexpect
-
-TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KITE = os.environ.get("KITE", os.path.join(TOP, "build", "kite"))
+from guestbench import command, guest_paths, run_cmdline, spawn, time_between, wait_exit
 
 
 def workload(mib):
@@ -41,33 +36,16 @@ def workload(mib):
             "conv=fsync; echo BENCH_D_END")
 
 
-def guest_paths():
-    out = subprocess.run(["sh", os.path.join(TOP, "scripts", "build-guest.sh")],
-                         capture_output=True, text=True, check=True)
-    lines = out.stdout.strip().splitlines()
-    return lines[-2], lines[-1]
-
-
-def command(which, kernel, initrd, image, mib):
-    encoded = workload(mib).replace("%", "%25").replace("+", "%2B").replace(" ", "+")
-    cmdline = "console=ttyS0 panic=-1 kite.run=" + encoded
-    if which == "qemu":
-        return "qemu-system-x86_64", ["-M", "pc", "-accel", "tcg", "-smp", "1",
-                                      "-m", "512", "-nographic", "-no-reboot",
-                                      "-kernel", kernel, "-initrd", initrd,
-                                      "-append", cmdline,
-                                      "-drive", f"file={image},if=none,id=d0,format=raw",
-                                      "-device", "virtio-blk-pci,drive=d0"]
-    return KITE, ["run", "--engine", "soft", "--memory", "512M",
-                  "--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline,
-                  "--disk", image]
+def vmm_command(which, kernel, initrd, image, mib):
+    cpus = 1 if which == "qemu" else None
+    return command(which, kernel, initrd, run_cmdline(workload(mib)), cpus=cpus,
+                   kite_args=["--disk", image],
+                   qemu_args=["-drive", f"file={image},if=none,id=d0,format=raw",
+                              "-device", "virtio-blk-pci,drive=d0"])
 
 
 def timed(child, start, end, mib):
-    child.expect(start + "\r")
-    t0 = time.monotonic()
-    child.expect(end + "\r")
-    secs = time.monotonic() - t0
+    secs = time_between(child, start, end)
     if f"{mib}+0 records out" not in child.before:
         raise RuntimeError(f"dd failed between {start} and {end}: {child.before!r}")
     return mib * 1.048576 / secs  # MB/s (10^6 bytes)
@@ -78,16 +56,12 @@ def one_run(which, kernel, initrd, mib, timeout):
         image = os.path.join(d, "disk.img")
         with open(image, "wb") as f:
             f.truncate((mib + 1) << 20)
-        prog, args = command(which, kernel, initrd, image, mib)
-        child = pexpect.spawn(prog, args, encoding="utf-8", codec_errors="replace",
-                              timeout=timeout)
+        prog, args = vmm_command(which, kernel, initrd, image, mib)
+        child = spawn(prog, args, timeout)
         res = {"write": timed(child, "BENCH_W_START", "BENCH_W_END", mib),
                "read": timed(child, "BENCH_R_START", "BENCH_R_END", mib),
                "direct write": timed(child, "BENCH_D_START", "BENCH_D_END", mib)}
-        child.expect(pexpect.EOF)
-        child.close()
-        if child.exitstatus != 0:
-            raise RuntimeError(f"{which} exited with {child.exitstatus}")
+        wait_exit(child, which)
         with open(image, "rb") as f:  # the write really landed
             if f.read(1 << 20) != bytes(1 << 20) or os.path.getsize(image) != (mib + 1) << 20:
                 raise RuntimeError(f"{which}: image not as written")

@@ -6,60 +6,28 @@ a CPU-bound shell workload inside the guest, and the whole run to exit.
 usage: bench/linux_boot.py [--cpus N] [--runs N] [--only kite|qemu]
 Prints one table and the kite/QEMU ratios; paste it into bench/RESULTS.md."""
 import argparse
-import os
-import re
-import subprocess
 import sys
 import time
 
-import pexpect
+from guestbench import command, guest_paths, run_cmdline, spawn, time_between, wait_exit
 
-TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KITE = os.environ.get("KITE", os.path.join(TOP, "build", "kite"))
 # A CPU-bound job in the guest's busybox shell; the guest prints its own
 # The host times it between two markers the guest prints.
 WORKLOAD = ("echo BENCH_WORK_START; i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; "
             "head -c 4000000 /dev/zero | sha256sum >/dev/null; echo BENCH_WORK_END")
 
 
-def guest_paths():
-    out = subprocess.run(["sh", os.path.join(TOP, "scripts", "build-guest.sh")],
-                         capture_output=True, text=True, check=True)
-    lines = out.stdout.strip().splitlines()
-    return lines[-2], lines[-1]
-
-
-def command(which, kernel, initrd, cpus):
-    encoded = WORKLOAD.replace("%", "%25").replace("+", "%2B").replace(" ", "+")
-    cmdline = "console=ttyS0 panic=-1 kite.run=" + encoded
-    if which == "qemu":
-        return "qemu-system-x86_64", ["-M", "pc", "-accel", "tcg", "-smp", str(cpus),
-                                      "-m", "512", "-nographic", "-no-reboot",
-                                      "-kernel", kernel, "-initrd", initrd,
-                                      "-append", cmdline]
-    return KITE, ["run", "--engine", "soft", "--cpus", str(cpus), "--memory", "512M",
-                  "--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline]
-
-
 def one_run(which, kernel, initrd, cpus, timeout):
-    prog, args = command(which, kernel, initrd, cpus)
+    prog, args = command(which, kernel, initrd, run_cmdline(WORKLOAD), cpus=cpus)
     t0 = time.monotonic()
-    child = pexpect.spawn(prog, args, encoding="utf-8", codec_errors="replace",
-                          timeout=timeout)
+    child = spawn(prog, args, timeout)
     marks = {}
     child.expect(r"\S")
     marks["first byte"] = time.monotonic() - t0
     child.expect("kite-guest: init reached")
     marks["init"] = time.monotonic() - t0
-    child.expect("BENCH_WORK_START\r")
-    start = time.monotonic()
-    child.expect("BENCH_WORK_END\r")
-    marks["workload"] = time.monotonic() - start
-    child.expect(pexpect.EOF)
-    marks["exit"] = time.monotonic() - t0
-    child.close()
-    if child.exitstatus != 0:
-        raise RuntimeError(f"{which} exited with {child.exitstatus}")
+    marks["workload"] = time_between(child, "BENCH_WORK_START", "BENCH_WORK_END")
+    marks["exit"] = wait_exit(child, which) - t0
     return marks
 
 

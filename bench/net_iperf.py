@@ -26,8 +26,8 @@ import time
 
 import pexpect
 
-TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KITE = os.environ.get("KITE", os.path.join(TOP, "build", "kite"))
+from guestbench import TOP, command, guest_paths, spawn as spawn_vmm
+
 PROMPT = "kite# "
 
 
@@ -35,14 +35,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def image():
-    env = dict(os.environ, KITE_GUEST_IPERF3="1")
-    out = subprocess.run(["sh", os.path.join(TOP, "scripts", "build-guest.sh")], env=env,
-                         capture_output=True, text=True, check=True)
-    lines = out.stdout.strip().splitlines()
-    return lines[-2], lines[-1]
 
 
 NS = f"kitebench{os.getpid()}"
@@ -66,30 +58,15 @@ def spawn(vmm, kernel, initrd, port, tap=False):
     cmdline = "console=ttyS0 panic=-1 quiet"
     if tap:
         cmdline += " kite.net=192.168.77.2/24"
-        if vmm == "kite":
-            return pexpect.spawn(NSX[0], NSX[1:] + [
-                KITE, "run", "--engine", "soft", "--memory", "512M", "--kernel", kernel,
-                "--initrd", initrd, "--cmdline", cmdline, "--net", "tap=ktap0"],
-                encoding="utf-8", codec_errors="replace", timeout=600)
-        return pexpect.spawn(NSX[0], NSX[1:] + [
-            "qemu-system-x86_64", "-accel", "tcg", "-M", "pc", "-m", "512", "-nographic",
-            "-no-reboot", "-kernel", kernel, "-initrd", initrd, "-append", cmdline,
-            "-netdev", "tap,id=n0,ifname=ktap0,script=no,downscript=no,vhost=off",
-            "-device", "virtio-net-pci,netdev=n0"],
-            encoding="utf-8", codec_errors="replace", timeout=600)
-    if vmm == "kite":
-        return pexpect.spawn(KITE, ["run", "--engine", "soft", "--memory", "512M",
-                                    "--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline,
-                                    "--net", f"user,hostfwd=tcp::{port}-:5201,"
-                                             f"hostfwd=udp::{port}-:5201"],
-                             encoding="utf-8", codec_errors="replace", timeout=600)
-    return pexpect.spawn("qemu-system-x86_64", [
-        "-accel", "tcg", "-M", "pc", "-m", "512", "-nographic", "-no-reboot",
-        "-kernel", kernel, "-initrd", initrd, "-append", cmdline,
-        "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:5201,"
-                   f"hostfwd=udp:127.0.0.1:{port}-:5201",
-        "-device", "virtio-net-pci,netdev=n0"],
-        encoding="utf-8", codec_errors="replace", timeout=600)
+        kite_net = ["--net", "tap=ktap0"]
+        qemu_net = ["-netdev", "tap,id=n0,ifname=ktap0,script=no,downscript=no,vhost=off"]
+    else:
+        kite_net = ["--net", f"user,hostfwd=tcp::{port}-:5201,hostfwd=udp::{port}-:5201"]
+        qemu_net = ["-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:5201,"
+                               f"hostfwd=udp:127.0.0.1:{port}-:5201"]
+    prog, args = command(vmm, kernel, initrd, cmdline, kite_args=kite_net,
+                         qemu_args=[*qemu_net, "-device", "virtio-net-pci,netdev=n0"])
+    return spawn_vmm(prog, args, 600, prefix=NSX if tap else ())
 
 
 def iperf(port, seconds, *extra, tap=False):
@@ -171,7 +148,7 @@ def main():
     ap.add_argument("--only", choices=["kite", "qemu"])
     ap.add_argument("--tap", action="store_true")
     a = ap.parse_args()
-    kernel, initrd = image()
+    kernel, initrd = guest_paths(iperf3=True)
     rows = []
     for vmm in ("kite", "qemu"):
         if a.only and vmm != a.only:

@@ -10,6 +10,9 @@ GUEST_NAMES  := hello echo longmode interrupts spin triple cpuid smp reset
 GUEST_NAMES  += virtio_blk virtio_console
 GUEST_ELFS   := $(GUEST_NAMES:%=$(GUEST_BUILD)/%.elf)
 GUEST_LIB    := $(GUEST_BUILD)/lib/start.o $(GUEST_BUILD)/lib/runtime.o
+# shared by the guests that need them: PCI/virtio-PCI discovery, the IDT
+GUEST_PCI    := $(GUEST_BUILD)/lib/pci.o
+GUEST_IDT    := $(GUEST_BUILD)/lib/idt.o $(GUEST_BUILD)/interrupts_asm.o
 
 guests: $(GUEST_ELFS)
 
@@ -21,17 +24,20 @@ $(GUEST_BUILD)/%.o: guests/%.S
 	@mkdir -p $(dir $@)
 	$(CC) $(GUEST_CFLAGS) -c -o $@ $<
 
+$(GUEST_BUILD)/lib/pci.o $(GUEST_BUILD)/virtio_blk.o $(GUEST_BUILD)/virtio_console.o: guests/lib/pci.h
+$(GUEST_BUILD)/lib/idt.o $(GUEST_BUILD)/interrupts.o $(GUEST_BUILD)/virtio_blk.o: guests/lib/idt.h
+
 $(GUEST_BUILD)/hello.elf: $(GUEST_BUILD)/hello.o $(GUEST_LIB) guests/lib/link.ld
 $(GUEST_BUILD)/reset.elf: $(GUEST_BUILD)/reset.o $(GUEST_LIB) guests/lib/link.ld
 $(GUEST_BUILD)/echo.elf: $(GUEST_BUILD)/echo.o $(GUEST_LIB) guests/lib/link.ld
 $(GUEST_BUILD)/longmode.elf: $(GUEST_BUILD)/longmode.o $(GUEST_BUILD)/longmode_asm.o $(GUEST_LIB) guests/lib/link.ld
-$(GUEST_BUILD)/interrupts.elf: $(GUEST_BUILD)/interrupts.o $(GUEST_BUILD)/interrupts_asm.o $(GUEST_LIB) guests/lib/link.ld
+$(GUEST_BUILD)/interrupts.elf: $(GUEST_BUILD)/interrupts.o $(GUEST_IDT) $(GUEST_LIB) guests/lib/link.ld
 $(GUEST_BUILD)/spin.elf: $(GUEST_BUILD)/spin.o $(GUEST_LIB) guests/lib/link.ld
 $(GUEST_BUILD)/triple.elf: $(GUEST_BUILD)/triple.o $(GUEST_LIB) guests/lib/link.ld
 $(GUEST_BUILD)/cpuid.elf: $(GUEST_BUILD)/cpuid.o $(GUEST_LIB) guests/lib/link.ld
 $(GUEST_BUILD)/smp.elf: $(GUEST_BUILD)/smp.o $(GUEST_BUILD)/smp_asm.o $(GUEST_LIB) guests/lib/link.ld
-$(GUEST_BUILD)/virtio_blk.elf: $(GUEST_BUILD)/virtio_blk.o $(GUEST_BUILD)/interrupts_asm.o $(GUEST_LIB) guests/lib/link.ld
-$(GUEST_BUILD)/virtio_console.elf: $(GUEST_BUILD)/virtio_console.o $(GUEST_LIB) guests/lib/link.ld
+$(GUEST_BUILD)/virtio_blk.elf: $(GUEST_BUILD)/virtio_blk.o $(GUEST_PCI) $(GUEST_IDT) $(GUEST_LIB) guests/lib/link.ld
+$(GUEST_BUILD)/virtio_console.elf: $(GUEST_BUILD)/virtio_console.o $(GUEST_PCI) $(GUEST_LIB) guests/lib/link.ld
 
 $(GUEST_ELFS):
 	$(CC) $(GUEST_LDFLAGS) -o $@ $(filter %.o,$^)

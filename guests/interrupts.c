@@ -4,6 +4,7 @@
  * through the IOAPIC (pin 2, as the MADT's IRQ0 -> GSI 2 override says;
  * vector 33), the legacy PIC masked. Prints the counts and exits GUEST_OK;
  * an exception or a missing interrupt exits GUEST_FAIL. */
+#include "lib/idt.h"
 #include "lib/runtime.h"
 
 #define LAPIC_BASE   0xFEE00000u
@@ -29,19 +30,7 @@
 #define VEC_SPURIOUS    255
 #define TICKS           5
 
-struct idt_entry {
-	uint16_t off_lo, sel;
-	uint8_t zero, attr;
-	uint16_t off_hi;
-} __attribute__((packed));
-
-static struct idt_entry idt[256] __attribute__((aligned(8)));
 static volatile uint32_t lapic_ticks, pit_ticks, spurious;
-
-extern const uint32_t isr_table[22];
-void isr_32(void);
-void isr_33(void);
-void isr_255(void);
 
 static void lapic_write(uint32_t reg, uint32_t v) { mmio_write32(LAPIC_BASE + reg, v); }
 static uint32_t lapic_read(uint32_t reg) { return mmio_read32(LAPIC_BASE + reg); }
@@ -58,14 +47,6 @@ static uint32_t ioapic_read(uint32_t reg)
 	return mmio_read32(IOAPIC_BASE + IOAPIC_WIN);
 }
 
-static void set_gate(unsigned vec, uint32_t handler)
-{
-	uint16_t cs;
-	__asm__ volatile("mov %%cs, %0" : "=r"(cs));
-	idt[vec] = (struct idt_entry){ (uint16_t)handler, cs, 0, 0x8E, (uint16_t)(handler >> 16) };
-}
-
-void isr_common(uint32_t vector, uint32_t error);
 void isr_common(uint32_t vector, uint32_t error)
 {
 	if (vector == VEC_LAPIC_TIMER) {
@@ -85,20 +66,6 @@ void isr_common(uint32_t vector, uint32_t error)
 	}
 }
 
-static void load_idt(void)
-{
-	for (unsigned v = 0; v < 22; v++)
-		set_gate(v, isr_table[v]);
-	set_gate(VEC_LAPIC_TIMER, (uint32_t)isr_32);
-	set_gate(VEC_PIT, (uint32_t)isr_33);
-	set_gate(VEC_SPURIOUS, (uint32_t)isr_255);
-	struct {
-		uint16_t limit;
-		uint32_t base;
-	} __attribute__((packed)) d = { sizeof(idt) - 1, (uint32_t)idt };
-	__asm__ volatile("lidt %0" :: "m"(d));
-}
-
 /* Wait in HLT until *counter reaches n; give up after max_wakeups. */
 static int wait_ticks(volatile uint32_t *counter, uint32_t n, uint32_t max_wakeups)
 {
@@ -110,7 +77,7 @@ static int wait_ticks(volatile uint32_t *counter, uint32_t n, uint32_t max_wakeu
 void guest_main(const struct multiboot_info *mbi)
 {
 	(void)mbi;
-	load_idt();
+	idt_load(); /* VEC_LAPIC_TIMER, VEC_PIT, VEC_SPURIOUS: stubs 32, 33, 255 */
 	/* mask the legacy PICs: interrupts come through the APICs only */
 	outb(0x21, 0xff);
 	outb(0xa1, 0xff);

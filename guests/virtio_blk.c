@@ -9,6 +9,8 @@
  *   mode=intx      with MSI-X off: INTA through IOAPIC pin 16 + slot % 8
  *                  (vector 33, level), acknowledged by reading the ISR
  * Exits GUEST_OK when every check held, GUEST_FAIL otherwise. */
+#include "lib/idt.h"
+#include "lib/pci.h"
 #include "lib/runtime.h"
 
 #define KNOWN_SECTOR 1234
@@ -16,10 +18,6 @@
 #define QSIZE 8
 
 /* virtio PCI (virtio 1.2, 4.1) */
-#define CAP_COMMON 1
-#define CAP_NOTIFY 2
-#define CAP_ISR    3
-#define CAP_DEVICE 4
 #define C_DFSELECT 0x00
 #define C_DF       0x04
 #define C_GFSELECT 0x08
@@ -71,23 +69,6 @@ static volatile uint32_t irq_msix, irq_intx, irq_other;
 static uint16_t avail_idx, used_seen;
 static unsigned failures;
 
-static uint32_t pci_read(unsigned dev, unsigned off)
-{
-	outl(0xCF8, 0x80000000u | (dev << 11) | (off & 0xFC));
-	return inl(0xCFC);
-}
-
-static void pci_write(unsigned dev, unsigned off, uint32_t v)
-{
-	outl(0xCF8, 0x80000000u | (dev << 11) | (off & 0xFC));
-	outl(0xCFC, v);
-}
-
-static uint8_t pci_read8(unsigned dev, unsigned off)
-{
-	return (uint8_t)(pci_read(dev, off) >> (8 * (off & 3)));
-}
-
 static void check(int ok, const char *what)
 {
 	printf("virtio_blk: %s: %s\n", what, ok ? "ok" : "FAILED");
@@ -100,14 +81,12 @@ static void barrier(void) { __asm__ volatile("" ::: "memory"); }
 /* Find the first virtio-blk function on bus 0 and map its capabilities. */
 static int probe(void)
 {
-	unsigned dev;
-	for (dev = 0; dev < 32; dev++)
-		if (pci_read(dev, 0) == ((0x1040u + 2) << 16 | 0x1af4))
-			break;
-	if (dev == 32) {
+	int found = virtio_pci_find(2);
+	if (found < 0) {
 		printf("virtio_blk: no virtio-blk device on PCI bus 0\n");
 		return -1;
 	}
+	unsigned dev = (unsigned)found;
 	uint32_t bar_lo = pci_read(dev, 0x10), bar_hi = pci_read(dev, 0x14);
 	printf("virtio_blk: device at 00:%02x.0, BAR0 at 0x%x\n", dev, bar_lo & ~0xFu);
 	if ((bar_lo & 0x6) != 0x4 || bar_hi) {
@@ -116,28 +95,15 @@ static int probe(void)
 	}
 	uint32_t base = bar_lo & ~0xFu;
 	pci_dev = dev;
-	pci_write(dev, 0x04, (pci_read(dev, 0x04) & 0xFFFF) | 0x6); /* memory + bus master */
-	unsigned p = pci_read8(dev, 0x34), guard = 0;
-	while (p && guard++ < 48) {
-		if (pci_read8(dev, p) == 0x11) {
-			msix_cap = p;
-			msix_table = base + (pci_read(dev, p + 4) & ~7u);
-		}
-		if (pci_read8(dev, p) == 0x09) {
-			uint8_t type = pci_read8(dev, p + 3), bar = pci_read8(dev, p + 4);
-			uint32_t off = pci_read(dev, p + 8);
-			if (bar == 0) {
-				if (type == CAP_COMMON) common = base + off;
-				if (type == CAP_DEVICE) devcfg = base + off;
-				if (type == CAP_ISR) isr = base + off;
-				if (type == CAP_NOTIFY) {
-					notify = base + off;
-					notify_mult = pci_read(dev, p + 16);
-				}
-			}
-		}
-		p = pci_read8(dev, p + 1);
-	}
+	struct virtio_pci v;
+	virtio_pci_map(dev, base, &v);
+	common = v.common;
+	devcfg = v.devcfg;
+	isr = v.isr;
+	notify = v.notify;
+	notify_mult = v.notify_mult;
+	msix_cap = v.msix_cap;
+	msix_table = v.msix_table;
 	if (!common || !notify || !devcfg || !isr || !msix_cap) {
 		printf("virtio_blk: capabilities missing\n");
 		return -1;
@@ -230,26 +196,6 @@ static int request(uint32_t type, uint32_t sector)
 
 /* ---- interrupts (reusing the interrupts guest's entry stubs) ---- */
 
-struct idt_entry {
-	uint16_t off_lo, sel;
-	uint8_t zero, attr;
-	uint16_t off_hi;
-} __attribute__((packed));
-
-static struct idt_entry idt[256] __attribute__((aligned(8)));
-extern const uint32_t isr_table[22];
-void isr_32(void);
-void isr_33(void);
-void isr_255(void);
-
-static void set_gate(unsigned vec, uint32_t handler)
-{
-	uint16_t cs;
-	__asm__ volatile("mov %%cs, %0" : "=r"(cs));
-	idt[vec] = (struct idt_entry){ (uint16_t)handler, cs, 0, 0x8E, (uint16_t)(handler >> 16) };
-}
-
-void isr_common(uint32_t vector, uint32_t error);
 void isr_common(uint32_t vector, uint32_t error)
 {
 	if (vector == VEC_MSIX) {
@@ -270,16 +216,7 @@ void isr_common(uint32_t vector, uint32_t error)
 
 static void interrupts_init(void)
 {
-	for (unsigned v = 0; v < 22; v++)
-		set_gate(v, isr_table[v]);
-	set_gate(VEC_MSIX, (uint32_t)isr_32);
-	set_gate(VEC_INTX, (uint32_t)isr_33);
-	set_gate(VEC_SPURIOUS, (uint32_t)isr_255);
-	struct {
-		uint16_t limit;
-		uint32_t base;
-	} __attribute__((packed)) d = { sizeof(idt) - 1, (uint32_t)idt };
-	__asm__ volatile("lidt %0" :: "m"(d));
+	idt_load(); /* VEC_MSIX, VEC_INTX, VEC_SPURIOUS: stubs 32, 33, 255 */
 	outb(0x21, 0xff);
 	outb(0xa1, 0xff);
 	mmio_write32(LAPIC_BASE + LAPIC_SVR, 0x100 | VEC_SPURIOUS);

@@ -4,6 +4,7 @@
  * "echo: LINE (LENGTH)" (the first 127 bytes of it) until the line "quit",
  * and exits GUEST_OK. With kite's
  * --console virtio, this is the stdio console. */
+#include "lib/pci.h"
 #include "lib/runtime.h"
 
 #define QSIZE 8
@@ -40,46 +41,16 @@ static uint32_t common, notify_base, notify_mult;
 
 static void barrier(void) { __asm__ volatile("" ::: "memory"); }
 
-static uint32_t pci_read(unsigned dev, unsigned off)
-{
-	outl(0xCF8, 0x80000000u | (dev << 11) | (off & 0xFC));
-	return inl(0xCFC);
-}
-
-static void pci_write(unsigned dev, unsigned off, uint32_t v)
-{
-	outl(0xCF8, 0x80000000u | (dev << 11) | (off & 0xFC));
-	outl(0xCFC, v);
-}
-
-static uint8_t pci_read8(unsigned dev, unsigned off)
-{
-	return (uint8_t)(pci_read(dev, off) >> (8 * (off & 3)));
-}
-
 static int probe(void)
 {
-	unsigned dev;
-	for (dev = 0; dev < 32; dev++)
-		if (pci_read(dev, 0) == ((0x1040u + 3) << 16 | 0x1af4))
-			break;
-	if (dev == 32)
+	int dev = virtio_pci_find(3);
+	if (dev < 0)
 		return -1;
-	uint32_t base = pci_read(dev, 0x10) & ~0xFu;
-	pci_write(dev, 0x04, (pci_read(dev, 0x04) & 0xFFFF) | 0x6);
-	unsigned p = pci_read8(dev, 0x34), guard = 0;
-	while (p && guard++ < 48) {
-		if (pci_read8(dev, p) == 0x09 && pci_read8(dev, p + 4) == 0) {
-			uint8_t type = pci_read8(dev, p + 3);
-			if (type == 1)
-				common = base + pci_read(dev, p + 8);
-			if (type == 2) {
-				notify_base = base + pci_read(dev, p + 8);
-				notify_mult = pci_read(dev, p + 16);
-			}
-		}
-		p = pci_read8(dev, p + 1);
-	}
+	struct virtio_pci v;
+	virtio_pci_map((unsigned)dev, pci_read((unsigned)dev, 0x10) & ~0xFu, &v);
+	common = v.common;
+	notify_base = v.notify;
+	notify_mult = v.notify_mult;
 	return common && notify_base ? 0 : -1;
 }
 

@@ -103,3 +103,10 @@ def run_guest(kite, guest, engine, *args, timeout=60):
            "--kernel", str(guest), *args]
     return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def guest_image():
+    """(kernel, initrd) of the default Linux guest (scripts/build-guest.sh)."""
+    import linux_guest
+    return linux_guest.guest_image()

@@ -14,74 +14,31 @@ import functools
 import hashlib
 import http.server
 import os
-import re
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.request
 
-import pexpect
 import pytest
 
-TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-KITE = os.environ.get("KITE", os.path.join(TOP, "build", "kite"))
-BOOT_TIMEOUT = int(os.environ.get("KITE_BOOT_TIMEOUT", "600"))
-BAD_LOG = re.compile(r"Oops|BUG:|Kernel panic|soft lockup|hard LOCKUP|WARNING: CPU|"
-                     r"virtio_net.*(error|fail)|NETDEV WATCHDOG")
-PROMPT = "kite# "
+import linux_guest
+from linux_guest import PROMPT, TOP, assert_clean_dmesg, bad_log, poweroff
+
+BAD_LOG = bad_log(r"virtio_net.*(error|fail)", r"NETDEV WATCHDOG")
 SUBNET_HOST = "192.168.77.1"
 SUBNET_GUEST = "192.168.77.2"
 
 
-def soft_engine_available():
-    out = subprocess.run([KITE, "run", "--engine", "soft", "--kernel", "/dev/null"],
-                         capture_output=True, text=True)
-    return "engine unavailable" not in out.stderr, out.stderr.strip()
-
-
-@pytest.fixture(scope="module")
-def guest_image():
-    if not os.path.isfile(KITE):
-        pytest.skip(f"kite binary not built: {KITE} (run make)")
-    ok, why = soft_engine_available()
-    if not ok:
-        pytest.skip("soft engine not available: " + why)
-    try:
-        out = subprocess.run(["sh", os.path.join(TOP, "scripts", "build-guest.sh")],
-                             capture_output=True, text=True, check=True, timeout=900)
-    except subprocess.CalledProcessError as e:
-        pytest.skip("cannot build the default guest (Debian packages unreachable?): "
-                    + e.stderr.strip()[-300:])
-    lines = out.stdout.strip().splitlines()
-    return lines[-2], lines[-1]
-
-
 def boot(kernel, initrd, net_args, cmdline_extra, name, prefix=()):
-    cmdline = "console=ttyS0 panic=-1 quiet " + cmdline_extra
-    args = ["run", "--engine", "soft", "--memory", "512M", "--kernel", kernel,
-            "--initrd", initrd, "--cmdline", cmdline, *net_args]
-    if prefix:
-        child = pexpect.spawn(prefix[0], [*prefix[1:], KITE, *args], encoding="utf-8",
-                              codec_errors="replace", timeout=BOOT_TIMEOUT)
-    else:
-        child = pexpect.spawn(KITE, args, encoding="utf-8", codec_errors="replace",
-                              timeout=BOOT_TIMEOUT)
-    os.makedirs(os.path.join(TOP, "build"), exist_ok=True)
-    child.logfile_read = open(os.path.join(TOP, "build", f"net-{name}.log"), "w")
-    return child
+    return linux_guest.boot(kernel, initrd, f"net-{name}", net_args,
+                            cmdline="quiet " + cmdline_extra, prefix=prefix)
 
 
 def run(child, cmd, timeout=180):
     """Run one shell command in the guest; return (status, output)."""
-    child.sendline(f"echo KITE_BE''GIN; {cmd}; echo KITE_E''ND $?")
-    child.expect(r"KITE_BEGIN\r*\n", timeout=timeout)
-    child.expect(r"KITE_END (\d+)", timeout=timeout)
-    out, status = child.before, int(child.match.group(1))
-    child.expect_exact(PROMPT)
-    return status, out.replace("\r", "")
+    return linux_guest.run(child, cmd, timeout)
 
 
 def blob(size, seed):
@@ -112,17 +69,7 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 def check_dmesg(child):
-    status, dmesg = run(child, "dmesg")
-    assert status == 0
-    bad = [line for line in dmesg.splitlines() if BAD_LOG.search(line)]
-    assert not bad, "kernel log shows trouble:\n" + "\n".join(bad)
-
-
-def poweroff(child):
-    child.sendline("poweroff")
-    child.expect(pexpect.EOF, timeout=120)
-    child.close()
-    return child.exitstatus
+    assert_clean_dmesg(child, BAD_LOG, timeout=180)
 
 
 def test_user_mode_networking(guest_image, tmp_path):

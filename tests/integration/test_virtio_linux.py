@@ -4,7 +4,6 @@ read-only disk, data synced before a SIGKILL), virtio-rng and
 virtio-console. One boot per configuration, several checks per boot."""
 import hashlib
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -12,15 +11,11 @@ import subprocess
 import pexpect
 import pytest
 
-TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-KITE = os.environ.get("KITE", os.path.join(TOP, "build", "kite"))
-# Generous: Linux on the soft engine takes a minute or more to reach init on
-# a loaded host; correctness, not speed, is asserted here.
-BOOT_TIMEOUT = int(os.environ.get("KITE_BOOT_TIMEOUT", "600"))
-BAD_LOG = re.compile(r"Oops|BUG:|Kernel panic|rcu_sched self-detected stall|soft lockup|"
-                     r"hard LOCKUP|WARNING: CPU|virtio.*(error|fail)|I/O error, dev vda|"
-                     r"EXT4-fs error")
-PROMPT = "kite# "
+import linux_guest
+from linux_guest import PROMPT, bad_log, poweroff, run
+
+BAD_LOG = bad_log(r"rcu_sched self-detected stall", r"virtio.*(error|fail)",
+                  r"I/O error, dev vda", r"EXT4-fs error")
 DISK_MIB = 64
 
 # Content the host knows: 20000 numbered lines (~230 KiB) the guest makes
@@ -37,45 +32,14 @@ def tool(name):
     return path
 
 
-@pytest.fixture(scope="module")
-def guest_image():
-    out = subprocess.run([KITE, "run", "--engine", "soft", "--kernel", "/dev/null"],
-                         capture_output=True, text=True)
-    if "engine unavailable" in out.stderr:
-        pytest.skip("soft engine not available: " + out.stderr.strip())
-    try:
-        out = subprocess.run(["sh", os.path.join(TOP, "scripts", "build-guest.sh")],
-                             capture_output=True, text=True, check=True, timeout=900)
-    except subprocess.CalledProcessError as e:
-        pytest.skip("cannot build the default guest (Debian packages unreachable?): "
-                    + e.stderr.strip()[-300:])
-    lines = out.stdout.strip().splitlines()
-    return lines[-2], lines[-1]
-
-
 def boot(kernel, initrd, name, args, console="ttyS0", extra_cmdline=""):
-    cmdline = f"console={console} panic=-1 " + extra_cmdline
-    child = pexpect.spawn(KITE, ["run", "--engine", "soft", "--memory", "512M",
-                                 "--kernel", kernel, "--initrd", initrd,
-                                 "--cmdline", cmdline, *args],
-                          encoding="utf-8", codec_errors="replace", timeout=BOOT_TIMEOUT)
-    child.logfile_read = open(os.path.join(TOP, "build", f"virtio-linux-{name}.log"), "w")
+    child = linux_guest.boot(kernel, initrd, f"virtio-linux-{name}", args, console=console,
+                             cmdline=extra_cmdline)
     child.expect("kite-guest: init reached")
     child.expect_exact(PROMPT)
     # Kernel messages on the console would land between the markers.
     run(child, "dmesg -n 1")
     return child
-
-
-def run(child, cmd, timeout=120):
-    """Run one shell command in the guest; return (status, output). The
-    markers are split by '' so the echoed command line never matches."""
-    child.sendline(f"echo KITE_BE''GIN; {cmd}; echo KITE_E''ND $?")
-    child.expect(r"KITE_BEGIN\r*\n", timeout=timeout)
-    child.expect(r"KITE_END (\d+)", timeout=timeout)
-    out, status = child.before, int(child.match.group(1))
-    child.expect_exact(PROMPT)
-    return status, out.replace("\r", "")
 
 
 def ok(child, cmd, timeout=120):
@@ -85,16 +49,7 @@ def ok(child, cmd, timeout=120):
 
 
 def check_dmesg(child):
-    dmesg = ok(child, "dmesg")
-    bad = [line for line in dmesg.splitlines() if BAD_LOG.search(line)]
-    return dmesg, bad
-
-
-def poweroff(child):
-    child.sendline("poweroff")
-    child.expect(pexpect.EOF, timeout=120)
-    child.close()
-    assert child.exitstatus == 0
+    return linux_guest.check_dmesg(child, BAD_LOG)
 
 
 def debugfs_cat(image, path):
@@ -188,7 +143,7 @@ def test_ext4_on_vda_checked_on_host(disks):
     dmesg, bad = check_dmesg(child)
     assert "vda" in dmesg
     assert not bad, "kernel log shows trouble:\n" + "\n".join(bad)
-    poweroff(child)
+    assert poweroff(child) == 0
 
     image = disks["rw"]
     assert os.path.getsize(image) == DISK_MIB << 20
@@ -253,6 +208,6 @@ def test_shell_on_hvc0(guest_image):
         assert ok(child, f"printf '%03000d' 0 | tr 0 y").strip() == "y" * 3000
         dmesg, bad = check_dmesg(child)
         assert not bad, "kernel log shows trouble:\n" + "\n".join(bad)
-        poweroff(child)
+        assert poweroff(child) == 0
     finally:
         child.close(force=True)
