@@ -113,20 +113,32 @@ enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_ENGI
        OPT_SERIAL, OPT_DEBUG_EXIT, OPT_ON_REBOOT, OPT_DISK, OPT_CONSOLE, OPT_RNG,
        OPT_NET };
 
+/* Make room for one more element at the end of *array (n elements of size
+ * bytes now, at most max): 0, or -1 having told the user why. */
+static int grow_one(void **array, unsigned n, unsigned max, size_t size,
+		    const char *flag, const char *what, const char *text)
+{
+	if (n >= max) {
+		kite_err("%s '%s': at most %u %s", flag, text, max, what);
+		return -1;
+	}
+	void *a = realloc(*array, (n + 1) * size);
+	if (!a) {
+		kite_err("%s '%s': out of memory", flag, text);
+		return -1;
+	}
+	*array = a;
+	return 0;
+}
+
 /* Append one --net to cfg->nets (an array the caller frees). */
 static int add_net(struct vm_config *cfg, const char *text)
 {
-	if (cfg->nr_nets >= VM_MAX_NICS) {
-		kite_err("--net '%s': at most %d NICs", text, VM_MAX_NICS);
+	void *a = (void *)cfg->nets;
+	if (grow_one(&a, cfg->nr_nets, VM_MAX_NICS, sizeof(*cfg->nets), "--net", "NICs", text))
 		return -1;
-	}
-	struct net_config *n = realloc((void *)cfg->nets, (cfg->nr_nets + 1) * sizeof(*n));
-	if (!n) {
-		kite_err("--net '%s': out of memory", text);
-		return -1;
-	}
-	cfg->nets = n;
-	if (net_config_parse(text, cfg->nr_nets, &n[cfg->nr_nets]))
+	cfg->nets = a;
+	if (net_config_parse(text, cfg->nr_nets, (struct net_config *)&cfg->nets[cfg->nr_nets]))
 		return -1; /* reported */
 	cfg->nr_nets++;
 	return 0;
@@ -135,17 +147,11 @@ static int add_net(struct vm_config *cfg, const char *text)
 /* Append one --disk to cfg->disks (an array the caller frees). */
 static int add_disk(struct vm_config *cfg, const char *text)
 {
-	if (cfg->nr_disks >= VM_MAX_DISKS) {
-		kite_err("--disk '%s': at most %d disks", text, VM_MAX_DISKS);
+	void *a = (void *)cfg->disks;
+	if (grow_one(&a, cfg->nr_disks, VM_MAX_DISKS, sizeof(*cfg->disks), "--disk", "disks", text))
 		return -1;
-	}
-	struct disk_config *d = realloc((void *)cfg->disks, (cfg->nr_disks + 1) * sizeof(*d));
-	if (!d) {
-		kite_err("--disk '%s': out of memory", text);
-		return -1;
-	}
-	cfg->disks = d;
-	if (disk_config_parse(text, &d[cfg->nr_disks]))
+	cfg->disks = a;
+	if (disk_config_parse(text, (struct disk_config *)&cfg->disks[cfg->nr_disks]))
 		return -1; /* reported */
 	cfg->nr_disks++;
 	return 0;
