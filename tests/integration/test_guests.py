@@ -210,6 +210,8 @@ def test_no_dev_kvm(kite, guests):
 
 def test_dev_kvm_permission_denied(kite, guests):
     _as_root_helper("setpriv")
+    if not os.path.exists("/dev/kvm"):
+        pytest.skip("this host has no /dev/kvm: nothing to deny")
     if os.stat("/dev/kvm").st_mode & 0o006:
         pytest.skip("/dev/kvm is open to everyone here")
     r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
