@@ -434,6 +434,8 @@ void soft_deliver(struct soft_cpu *cpu, int vector, uint32_t err, int flags)
 		soft_gp(cpu, (sel & 0xfffc) + ext);
 	unsigned ncpl = (ctype & 4) ? cpu->cpl : cdpl;
 	uint64_t oflags = soft_flags(cpu);
+	if (flags & INT_FAULT)
+		oflags |= RFLAGS_RF;
 	uint16_t ocs = s->seg[SEG_CS].selector, oss = s->seg[SEG_SS].selector;
 	uint64_t orsp = s->gpr[RSP];
 	bool has_err = flags & INT_ERR;
