@@ -294,7 +294,8 @@ enum lf_op {
 };
 
 /* Run-loop exits (longjmp values and stop codes). */
-enum { EXIT_NONE, EXIT_EXCEPTION, EXIT_HLT, EXIT_IO, EXIT_SHUTDOWN, EXIT_KICK, EXIT_LIMIT };
+enum { EXIT_NONE, EXIT_EXCEPTION, EXIT_HLT, EXIT_IO, EXIT_SHUTDOWN, EXIT_KICK, EXIT_LIMIT,
+       EXIT_RESET /* INIT on the BSP: restart at the reset vector, i.e. a reset request */ };
 
 struct soft_cpu {
 	struct cpu_state s;
