@@ -49,6 +49,7 @@ $(BUILD)/diff-test: $(DIFF_OBJS) $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 diff: $(BUILD)/diff-test
+	$(BUILD)/diff-test --vendor-selftest
 	$(BUILD)/diff-test --quick $(DIFF_ARGS)
 
 integration: all

@@ -53,6 +53,7 @@ SYS_CFLAGS  := -m64 -ffreestanding -fno-builtin -nostdlib -fno-pic -fno-pie -mcm
 SYS_LDFLAGS := -m64 -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-n -Wl,-z,noexecstack \
                -Wl,--no-warn-rwx-segments -T guests/lib/link.ld
 SYS_NAMES   := sys_modes sys_paging sys_user sys_ist sys_smc sys_exceptions sys_xmc
+SYS_NAMES   += sys_init
 SYS_ELFS    := $(SYS_NAMES:%=$(GUEST_BUILD)/%.elf)
 SYS_LIB     := $(SYS_BUILD)/sys_start64.o $(SYS_BUILD)/sys_lib.o $(SYS_BUILD)/lib/runtime.o
 
@@ -70,3 +71,4 @@ $(SYS_ELFS): $(GUEST_BUILD)/%.elf: $(SYS_BUILD)/%.o $(SYS_LIB) guests/lib/link.l
 	$(CC) $(SYS_LDFLAGS) -o $@ $(filter %.o,$^)
 $(GUEST_BUILD)/sys_modes.elf: $(SYS_BUILD)/sys_modes_asm.o
 $(GUEST_BUILD)/sys_xmc.elf: $(SYS_BUILD)/sys_xmc_asm.o
+$(GUEST_BUILD)/sys_init.elf: $(SYS_BUILD)/sys_xmc_asm.o

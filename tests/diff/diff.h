@@ -132,6 +132,34 @@ void diff_report(const struct diff_case *c, const struct diff_result *nat,
 void diff_disasm(const uint8_t *code, int len, char *out, size_t outlen);
 const char *diff_stop_name(const struct diff_result *r, char *buf, size_t len);
 
+/* ---- vendor.c: vendor-specific and SDM-open behaviour ---- */
+enum diff_vendor { VENDOR_INTEL, VENDOR_AMD, VENDOR_OTHER };
+enum diff_quirk_action {
+	DIFF_QUIRK_EXPECT, /* compare against the model vendor's rule */
+	DIFF_QUIRK_MASK,   /* leave the named part out of the comparison */
+};
+struct diff_quirk {
+	const char *name, *reason;
+	/* the vendor whose behaviour the rule describes; VENDOR_OTHER: open
+	 * on every vendor (applied on every host) */
+	enum diff_vendor vendor;
+	enum diff_quirk_action action;
+	bool (*match)(const struct diff_case *c, const struct diff_result *nat);
+	void (*expect)(const struct diff_case *c, struct diff_result *nat);
+	void (*mask)(struct diff_case *c);
+};
+extern const struct diff_quirk diff_quirks[];
+extern const int diff_nquirks;
+const char *diff_vendor_name(enum diff_vendor v);
+int diff_vendor_parse(const char *s, enum diff_vendor *v);
+enum diff_vendor diff_vendor_from_cpuid(const char id[12]);
+enum diff_vendor diff_host_vendor(void);
+/* Before comparing: apply the quirk that covers this case on this host,
+ * rewriting the native result (EXPECT) or the case's masks (MASK). The
+ * quirk's index, or -1 when none applies. */
+int diff_vendor_adjust(struct diff_case *c, struct diff_result *nat, enum diff_vendor host,
+		       enum diff_vendor model);
+
 /* ---- small deterministic PRNG (splitmix64) ---- */
 static inline uint64_t diff_rand(uint64_t *s)
 {

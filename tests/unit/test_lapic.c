@@ -265,6 +265,35 @@ Test(lapic, oneshot_timer_and_current_count_with_divide)
 	cr_assert_eq(lapic_next_deadline(l), UINT64_MAX);
 }
 
+Test(lapic, expired_oneshot_switched_to_periodic_stays_stopped)
+{
+	struct lapic *l = L[0];
+	enable(l);
+	R.now = 1000;
+	wr(l, 0x3e0, 0xb);  /* divide by 1 */
+	wr(l, 0x320, 0x40); /* one-shot */
+	wr(l, 0x380, 100);
+	R.now += 100;
+	lapic_poll(l, R.now);
+	cr_assert_eq(lapic_get_interrupt(l), 0x40);
+	wr(l, 0xb0, 0);
+	cr_assert_eq(rd(l, 0x390), 0);
+	/* SDM 10.5.4: a mode change through the LVT does not start it */
+	wr(l, 0x320, 0x40 | (1u << 17));
+	R.now += 50;
+	cr_assert_eq(rd(l, 0x390), 0);
+	cr_assert_eq(lapic_next_deadline(l), UINT64_MAX);
+	R.now += 500;
+	lapic_poll(l, R.now);
+	cr_assert_not(lapic_has_interrupt(l));
+	/* a write of the initial count does, now periodic */
+	wr(l, 0x380, 100);
+	R.now += 30;
+	cr_assert_eq(rd(l, 0x390), 70);
+	R.now += 100;
+	cr_assert_eq(rd(l, 0x390), 70);
+}
+
 Test(lapic, periodic_timer_fires_at_period_and_coalesces)
 {
 	struct lapic *l = L[0];
@@ -614,6 +643,31 @@ Test(lapic_smp, x2apic_ipi_and_cluster)
 	cr_assert_eq(lapic_msr_write(L[0], 0x830, (0xffffffffull << 32) | 0x73, 0), 0);
 	for (int i = 0; i < 4; i++)
 		cr_assert_eq(take(L[i]), 0x73);
+}
+
+Test(lapic_smp, ioapic_logical_message_reaches_x2apic_targets)
+{
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(lapic_set_apic_base(L[i], 0xfee00000ull | APIC_BASE_EN | APIC_BASE_EXTD), 0);
+		cr_assert_eq(lapic_msr_write(L[i], 0x80f, 0x1ff, 0), 0);
+	}
+	/* x2APIC LDR of APIC i (< 16): cluster 0, bit i. An IOAPIC entry
+	 * in logical mode with destination 0x06 means APICs 1 and 2. */
+	apic_bus_deliver(&BUS, 0x06, APIC_DEST_LOGICAL, APIC_DM_FIXED, 0x51, APIC_TRIG_EDGE);
+	cr_assert_eq(take(L[0]), -1);
+	cr_assert_eq(take(L[1]), 0x51);
+	cr_assert_eq(take(L[2]), 0x51);
+	cr_assert_eq(take(L[3]), -1);
+	/* lowest priority among them: one of the two */
+	apic_bus_deliver(&BUS, 0x0c, APIC_DEST_LOGICAL, APIC_DM_LOWEST, 0x52, APIC_TRIG_EDGE);
+	cr_assert_eq(take(L[2]) + take(L[3]), 0x52 - 1);
+	/* 0xff: all of them */
+	apic_bus_deliver(&BUS, 0xff, APIC_DEST_LOGICAL, APIC_DM_FIXED, 0x53, APIC_TRIG_EDGE);
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(take(L[i]), 0x53);
+	/* MSI in logical mode (address bit 2) */
+	cr_assert_eq(apic_bus_msi(&BUS, 0xfee08004ull, 0x54), 0);
+	cr_assert_eq(take(L[3]), 0x54);
 }
 
 Test(lapic, creation_rejects_bad_configs)

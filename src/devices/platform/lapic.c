@@ -230,11 +230,14 @@ static uint32_t timer_current(const struct lapic *l, uint64_t now)
 {
 	if (timer_mode(l) == TIMER_TSCDEADLINE || l->timer_icr == 0)
 		return 0;
+	/* a one-shot that fired stays stopped at 0, also when the LVT is then
+	 * switched to periodic: a mode change does not start the timer (SDM
+	 * 10.5.4), only a write of the initial count does */
+	if (l->timer_expire_ns == NO_DEADLINE)
+		return 0;
 	uint64_t e = timer_elapsed(l, now);
 	if (timer_mode(l) == TIMER_PERIODIC)
 		return l->timer_icr - (uint32_t)(e % l->timer_icr);
-	if (l->timer_expire_ns == NO_DEADLINE)
-		return 0; /* one-shot that already fired */
 	return e >= l->timer_icr ? 0 : l->timer_icr - (uint32_t)e;
 }
 
@@ -922,7 +925,13 @@ static bool lapic_matches(struct lapic *t, uint32_t dest, bool logical, bool x2f
 	} else if (x2fmt) {
 		r = dest == APIC_X2APIC_BROADCAST ||
 		    (x2apic(t) && (t->ldr >> 16) == (dest >> 16) && (t->ldr & dest & 0xffff));
-	} else if (!x2apic(t)) {
+	} else if (x2apic(t)) {
+		/* an 8-bit logical destination (IOAPIC, MSI) reaching an
+		 * x2APIC: read as x2APIC cluster 0 with that bit mask, 0xff as
+		 * broadcast (what KVM's in-kernel APIC does) */
+		dest &= 0xff;
+		r = dest == 0xff || ((t->ldr >> 16) == 0 && (t->ldr & dest));
+	} else {
 		uint32_t lid = t->ldr >> 24;
 		dest &= 0xff;
 		if ((t->dfr >> 28) == 0xf) /* flat */

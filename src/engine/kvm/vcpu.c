@@ -223,6 +223,17 @@ static void handle_mmio(struct vm *vm, struct kvm_run *run)
 	}
 }
 
+/* The vCPU sits at the reset vector (CS base 0xFFFF0000, IP 0xFFF0): an INIT
+ * restarted it there (on the BSP, INIT does not wait for a SIPI). */
+static bool at_reset_vector(struct kvm_vcpu *kv)
+{
+	struct kvm_sregs sr;
+	struct kvm_regs r;
+	if (ioctl(kv->fd, KVM_GET_SREGS, &sr) < 0 || ioctl(kv->fd, KVM_GET_REGS, &r) < 0)
+		return false;
+	return sr.cs.base == 0xFFFF0000u && r.rip == 0xFFF0 && !(sr.cr0 & 1);
+}
+
 static int report_internal_error(struct vcpu *vcpu, struct kvm_run *run)
 {
 	char extra[160] = "";
@@ -307,6 +318,15 @@ int kvm_vcpu_run(struct vcpu *vcpu)
 				 run->fail_entry.cpu);
 			return -EIO;
 		case KVM_EXIT_INTERNAL_ERROR:
+			/* kite has no firmware at the reset vector: a guest that
+			 * INITs its BSP asked, as on a PC, for a restart */
+			if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
+			    at_reset_vector(kv)) {
+				kite_info("vCPU %u: INIT restarted it at the reset vector (no "
+					  "firmware there): a reset request", vcpu->id);
+				vm_request_stop(vm, VM_STOP_RESET, 0);
+				return 0;
+			}
 			return report_internal_error(vcpu, run);
 		case KVM_EXIT_UNKNOWN:
 			kite_err("vCPU %u: unknown KVM exit (hardware reason 0x%llx)", vcpu->id,

@@ -588,6 +588,12 @@ static void handle_exception(struct soft_cpu *cpu)
 			flags = INT_ERR | INT_EXT;
 		}
 	}
+	/* SDM 17.3.1.1: every fault except an instruction breakpoint saves
+	 * RF=1, so the faulting instruction's breakpoint does not fire again
+	 * when it restarts. #DB (instruction breakpoints are its only fault
+	 * form) saves RF as it is; NMI, #BP, #OF, #DF and #MC are not faults. */
+	if (vec != 1 && vec != 2 && vec != 3 && vec != 4 && vec != 8 && vec != 18)
+		flags |= INT_FAULT;
 	cpu->exc_depth = 1;
 	cpu->exc_first = (uint8_t)vec;
 	soft_deliver(cpu, vec, err, flags);
@@ -673,6 +679,13 @@ int soft_exec(struct soft_cpu *cpu)
 			if (cpu->dbg_exec)
 				check_exec_bp(cpu);
 		}
+		/* RF suppresses the instruction breakpoints of one instruction
+		 * (checked just above): cleared before that instruction runs,
+		 * so an IRET that loads RF=1 (or a REP yielding part-way) keeps
+		 * it for the instruction after. A translator must clear it at
+		 * the same point: before the first instruction of a block. */
+		if (__builtin_expect(cpu->s.rflags & RFLAGS_RF, 0))
+			cpu->s.rflags &= ~RFLAGS_RF;
 		cpu->dbg_hit = 0;
 		if (__builtin_expect(cpu->max_insns - cpu->insns < n, 0))
 			n = (unsigned)(cpu->max_insns - cpu->insns);
@@ -712,9 +725,6 @@ done:
 		cpu->insns += (uint64_t)(in - b->insn);
 		if (shadow)
 			cpu->shadow = false;
-		/* RF suppresses instruction breakpoints for one instruction */
-		if (__builtin_expect(cpu->s.rflags & RFLAGS_RF, 0))
-			cpu->s.rflags &= ~RFLAGS_RF;
 		if (__builtin_expect((tf || cpu->dbg_hit) && !cpu->exit_code, 0)) {
 			/* single-step or data-breakpoint trap after the instruction */
 			if (tf)

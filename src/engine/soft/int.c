@@ -1216,8 +1216,20 @@ static int string_op(struct soft_cpu *cpu, const struct sinsn *in, int kind)
 	bool rep = in->pfx & (PFX_REP | PFX_REPNE);
 	int64_t d = str_step(cpu, sz);
 	uint64_t cnt = rep ? rd_gpr(cpu, RCX, as) : 1;
-	if (!cnt)
+	if (!cnt) {
+		/* Intel (the vendor kite advertises): a REP with 32-bit
+		 * addressing and ECX=0 in 64-bit mode still writes ECX and
+		 * the index registers it names, zero-extending them; AMD
+		 * leaves them alone (tests/diff/vendor.c). */
+		if (as == 4 && cpu->mode64) {
+			wr_gpr(cpu, RCX, 4, 0);
+			if (kind != S_STOS && kind != S_SCAS)
+				wr_gpr(cpu, RSI, 4, cpu->s.gpr[RSI]);
+			if (kind != S_LODS)
+				wr_gpr(cpu, RDI, 4, cpu->s.gpr[RDI]);
+		}
 		return SOFT_NEXT;
+	}
 	uint64_t budget = REP_CHUNK;
 	while (cnt && budget) {
 		if (rep && (kind == S_MOVS || kind == S_STOS)) {
@@ -1276,8 +1288,15 @@ static int string_op(struct soft_cpu *cpu, const struct sinsn *in, int kind)
 				return SOFT_NEXT;
 		}
 	}
-	if (cnt)
-		return SOFT_JUMP; /* not done: re-execute (RIP unchanged) */
+	if (cnt) {
+		/* not done: re-execute (RIP unchanged). RF=1, so that an
+		 * interrupt or trap taken between iterations saves RF=1 and
+		 * an instruction breakpoint here does not fire again
+		 * (SDM 17.3.1.1); the run loop clears it before the next
+		 * iteration runs. */
+		cpu->s.rflags |= RFLAGS_RF;
+		return SOFT_JUMP;
+	}
 	return SOFT_NEXT;
 }
 H(h_movs) { return string_op(cpu, in, S_MOVS); }

@@ -291,6 +291,11 @@ int soft_cpu_pending(struct soft_cpu *cpu)
 	}
 	if (p & PEND_INIT) {
 		atomic_fetch_and(&cpu->pending, ~PEND_INIT);
+		/* The BSP does not wait for a SIPI after INIT: it restarts at
+		 * the reset vector (SDM 8.4.1), where a PC's firmware sees a
+		 * warm reset. kite has no firmware there: a reset request. */
+		if (cpu->s.msr.apic_base & (1u << 8))
+			return EXIT_RESET;
 		do_init(cpu);
 		return EXIT_HLT;
 	}
@@ -338,17 +343,27 @@ static void halt_wait(struct soft_cpu *cpu, struct vm *vm)
 	pthread_mutex_lock(&cpu->lock);
 	for (;;) {
 		unsigned p = atomic_load(&cpu->pending);
-		if (vm_should_stop(vm) || (p & (PEND_KICK | PEND_INIT | PEND_NMI | PEND_FLUSH)))
+		if (vm_should_stop(vm) || (p & (PEND_KICK | PEND_INIT | PEND_FLUSH)))
 			break;
+		/* Each wake-up below must be one the run loop consumes, or this
+		 * loop spins: a SIPI-waiting vCPU takes only INIT and SIPI (no
+		 * NMI, no interrupt, and no timer of its own: INIT reset its
+		 * LAPIC, and the PIT is run by the BSP, which never waits for
+		 * SIPI); an NMI wakes only when NMIs are not blocked; an
+		 * interrupt from the PIC only with IF=1. */
 		if (cpu->s.wait_for_sipi) {
 			if (p & PEND_SIPI)
 				break;
-		} else {
-			if ((p & PEND_INTR) && ((cpu->s.rflags & RFLAGS_IF) || cpu->lapic))
-				break;
-			if (cpu->lapic && soft_platform_intr_ready(cpu))
-				break;
+			pthread_cond_wait(&cpu->cond, &cpu->lock);
+			continue;
 		}
+		if ((p & PEND_NMI) && !cpu->nmi_blocked)
+			break;
+		bool legacy = cpu->intr_ack || atomic_load(&cpu->intr_vector) >= 0;
+		if ((p & PEND_INTR) && ((cpu->s.rflags & RFLAGS_IF) || (cpu->lapic && !legacy)))
+			break;
+		if (cpu->lapic && soft_platform_intr_ready(cpu))
+			break;
 		uint64_t deadline = cpu->lapic ? soft_platform_deadline(cpu) : UINT64_MAX;
 		if (deadline == UINT64_MAX) {
 			pthread_cond_wait(&cpu->cond, &cpu->lock);
@@ -377,14 +392,23 @@ static int soft_vcpu_run(struct vcpu *vcpu)
 				atomic_fetch_and(&cpu->pending, ~PEND_KICK);
 				return 0;
 			}
+			/* run the timers now, before anything can return to
+			 * this wait: the deadline that ended it must move */
 			cpu->timer_tsc = 0;
 			cpu->timer_check = 0;
+			if (cpu->lapic)
+				soft_platform_timers(cpu);
 		}
 		int r = soft_exec(cpu);
 		switch (r) {
 		case EXIT_HLT:
 			continue;
 		case EXIT_KICK:
+			return 0;
+		case EXIT_RESET:
+			kite_info("vCPU %u: INIT restarted it at the reset vector (no firmware "
+				  "there): a reset request", vcpu->id);
+			vm_request_stop(vm, VM_STOP_RESET, 0);
 			return 0;
 		case EXIT_SHUTDOWN:
 			kite_info("vCPU %u: triple fault", vcpu->id);

@@ -294,7 +294,8 @@ enum lf_op {
 };
 
 /* Run-loop exits (longjmp values and stop codes). */
-enum { EXIT_NONE, EXIT_EXCEPTION, EXIT_HLT, EXIT_IO, EXIT_SHUTDOWN, EXIT_KICK, EXIT_LIMIT };
+enum { EXIT_NONE, EXIT_EXCEPTION, EXIT_HLT, EXIT_IO, EXIT_SHUTDOWN, EXIT_KICK, EXIT_LIMIT,
+       EXIT_RESET /* INIT on the BSP: restart at the reset vector, i.e. a reset request */ };
 
 struct soft_cpu {
 	struct cpu_state s;
@@ -652,6 +653,7 @@ void soft_load_seg(struct soft_cpu *cpu, int seg, uint16_t sel);
 #define INT_ERR   2
 #define INT_EXT   4   /* external interrupt / hardware exception */
 #define INT_TRAP  8   /* return address is cpu->trap_rip (after the instruction) */
+#define INT_FAULT 16  /* a fault-class exception: the frame saves RF=1 */
 void soft_deliver(struct soft_cpu *cpu, int vector, uint32_t err, int flags);
 uint64_t soft_read_tsc(struct soft_cpu *cpu);
 void soft_write_cr(struct soft_cpu *cpu, int n, uint64_t v);

@@ -434,6 +434,8 @@ void soft_deliver(struct soft_cpu *cpu, int vector, uint32_t err, int flags)
 		soft_gp(cpu, (sel & 0xfffc) + ext);
 	unsigned ncpl = (ctype & 4) ? cpu->cpl : cdpl;
 	uint64_t oflags = soft_flags(cpu);
+	if (flags & INT_FAULT)
+		oflags |= RFLAGS_RF;
 	uint16_t ocs = s->seg[SEG_CS].selector, oss = s->seg[SEG_SS].selector;
 	uint64_t orsp = s->gpr[RSP];
 	bool has_err = flags & INT_ERR;
@@ -628,6 +630,11 @@ H(h_iret)
 
 /* ---- descriptor tables and system registers ---- */
 
+static bool canon(uint64_t v)
+{
+	return (uint64_t)((int64_t)(v << 16) >> 16) == v;
+}
+
 H(h_lgdt_lidt)
 {
 	need_cpl0(cpu);
@@ -637,6 +644,8 @@ H(h_lgdt_lidt)
 	uint64_t base = lin_read(cpu, la + 2, bsz);
 	if (!cpu->mode64 && in->osz == 2)
 		base &= 0xffffff;
+	if (cpu->mode64 && !canon(base))
+		soft_gp(cpu, 0);
 	struct dtable *t = in->mnemonic == ZYDIS_MNEMONIC_LGDT ? &cpu->s.gdt : &cpu->s.idt;
 	t->base = base;
 	t->limit = limit;
@@ -679,8 +688,11 @@ static void load_system_seg(struct soft_cpu *cpu, int seg, uint16_t sel)
 		soft_gp(cpu, sel & 0xfffc);
 	if (!n.present)
 		soft_raise(cpu, 11, sel & 0xfffc, true);
-	if (cpu->long_mode)
+	if (cpu->long_mode) {
 		n.base |= sys_read(cpu, a + 8, 4) << 32;
+		if (!canon(n.base))
+			soft_gp(cpu, sel & 0xfffc);
+	}
 	if (seg == SEG_TR) {
 		/* mark busy */
 		sys_write(cpu, a + 5, 1, ((d >> 40) & 0xff) | 2);
@@ -986,6 +998,8 @@ H(h_ud) { (void)in; soft_ud(cpu); }
 #define MSR_SYSENTER_CS    0x174
 #define MSR_SYSENTER_ESP   0x175
 #define MSR_SYSENTER_EIP   0x176
+#define MSR_MCG_CAP        0x179
+#define MSR_MCG_STATUS     0x17a
 #define MSR_MISC_ENABLE    0x1a0
 #define MSR_PAT            0x277
 #define MSR_TSC_DEADLINE   0x6e0
@@ -999,11 +1013,6 @@ H(h_ud) { (void)in; soft_ud(cpu); }
 #define MSR_KERNEL_GS_BASE 0xc0000102
 #define MSR_TSC_AUX        0xc0000103
 
-static bool canon(uint64_t v)
-{
-	return (uint64_t)((int64_t)(v << 16) >> 16) == v;
-}
-
 static bool msr_read(struct soft_cpu *cpu, uint32_t idx, uint64_t *v)
 {
 	struct cpu_msrs *m = &cpu->s.msr;
@@ -1015,6 +1024,10 @@ static bool msr_read(struct soft_cpu *cpu, uint32_t idx, uint64_t *v)
 	case MSR_TSC_ADJUST: *v = cpu->tsc_adjust; break;
 	case MSR_APIC_BASE: *v = m->apic_base; break;
 	case MSR_UCODE_REV: *v = 0; break;
+	/* CPUID says MCE and MCA: machine-check architecture with no banks
+	 * and no MCG_CTL (nothing ever reports a machine check) */
+	case MSR_MCG_CAP: *v = 0; break;
+	case MSR_MCG_STATUS: *v = 0; break;
 	case MSR_SYSENTER_CS: *v = m->sysenter_cs; break;
 	case MSR_SYSENTER_ESP: *v = m->sysenter_esp; break;
 	case MSR_SYSENTER_EIP: *v = m->sysenter_eip; break;
@@ -1055,6 +1068,8 @@ static bool msr_write(struct soft_cpu *cpu, uint32_t idx, uint64_t v)
 		break;
 	case MSR_APIC_BASE: m->apic_base = v; break;
 	case MSR_UCODE_REV: break;
+	/* no machine check is ever in progress: only clearing is meaningful */
+	case MSR_MCG_STATUS: if (v) return false; break;
 	case MSR_SYSENTER_CS: m->sysenter_cs = v & 0xffff; break;
 	case MSR_SYSENTER_ESP: if (!canon(v)) return false; m->sysenter_esp = v; break;
 	case MSR_SYSENTER_EIP: if (!canon(v)) return false; m->sysenter_eip = v; break;
