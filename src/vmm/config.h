@@ -13,6 +13,7 @@ enum console_mode { CONSOLE_SERIAL, CONSOLE_VIRTIO };
 
 struct disk_config; /* backends/block/block.h */
 struct net_config;  /* backends/net/net.h */
+struct placement;   /* vmm/placement.h */
 #define VM_MAX_NICS 8
 /* PCI slots 1-31 are shared by disks, virtio-rng and virtio-console. */
 #define VM_MAX_DISKS 16
@@ -38,6 +39,7 @@ struct vm_config {
 	const struct net_config *nets; /* --net, in order: eth0, eth1, ... */
 	unsigned nr_nets;
 	enum console_mode console;/* where the --serial backend goes: COM1 or hvc0 */
+	const struct placement *placement; /* --cpu-affinity/--io-affinity/--sched; NULL: none */
 };
 
 void vm_config_defaults(struct vm_config *cfg);
