@@ -2,11 +2,13 @@
 thread's allowed CPUs and scheduling policy in /proc, the I/O threads' CPUs,
 and a clear error where the request cannot be met."""
 import os
+import re
 import shutil
 import subprocess
 import time
 
 import pytest
+from conftest import GUEST_OK, run_guest
 
 
 def _threads(pid):
@@ -115,3 +117,25 @@ def test_refused_realtime_is_reported(kite, guests):
     assert r.returncode == 1, r.stderr
     assert "cannot start vCPU 0 with SCHED_FIFO priority 10 (--sched rt:10): Operation not permitted" \
         in r.stderr, r.stderr
+
+
+# ---- the real-time test guest --------------------------------------------
+
+RT_SUMMARY = re.compile(r"^rt_latency: count (\d+) p50 (\d+) us p99 (\d+) us max (\d+) us missed (\d+)$", re.M)
+
+
+def test_rt_guest_measures_itself(kite, guests, engine):
+    """The RT guest takes 300 TSC-deadline interrupts at 1 kHz and reports
+    its lateness: a consistent summary, not a speed target (bench/rt_latency.py
+    measures that)."""
+    r = run_guest(kite, guests / "rt_latency.elf", engine, "--cmdline", "samples=300")
+    assert r.returncode == GUEST_OK, r.stdout + r.stderr
+    m = RT_SUMMARY.search(r.stdout)
+    assert m, r.stdout
+    count, p50, p99, mx, _ = map(int, m.groups())
+    assert count == 300
+    assert p50 <= p99 <= max(mx, 2000), r.stdout
+    hist = re.search(r"^rt_latency: histogram(.*) us$", r.stdout, re.M)
+    assert hist and sum(int(n) for n in re.findall(r":(\d+)", hist.group(1))) == 300, r.stdout
+    assert re.search(r"^rt_latency: tsc \d+ kHz \((cpuid 0x15|cpuid 0x16|pit)\)", r.stdout, re.M)
+
