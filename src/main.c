@@ -14,6 +14,7 @@
 #include "api/instance.h"
 #include "backends/block/block.h"
 #include "backends/net/net.h"
+#include "devices/pci/ivshmem.h"
 #include "engine/engine.h"
 #include "util/log.h"
 #include "util/size.h"
@@ -83,6 +84,11 @@ static const char usage_run[] =
 	"  --debug-exit         enable the debug-exit port 0xf4: a guest write of v ends\n"
 	"                       kite with status (v << 1) | 1\n"
 	"  --on-reboot A        exit (default) or restart when the guest reboots\n"
+	"  --shm path=FILE[,size=SIZE] | --shm server=SOCKET[,vectors=N]\n"
+	"                       an ivshmem PCI device (QEMU's 1af4:1110): BAR2 is the shared\n"
+	"                       file itself (created at SIZE when missing; a power of two,\n"
+	"                       4K..256M), or memory from an ivshmem server (kite shm-server)\n"
+	"                       with doorbell interrupts between peers; repeatable, up to 4\n"
 	"  --cpu-affinity VCPU=CPULIST[:VCPU=CPULIST...]\n"
 	"                       pin vCPU threads to host CPUs (e.g. 0=0:1=1,3); unnamed\n"
 	"                       vCPUs run where kite may run\n"
@@ -120,7 +126,7 @@ static uint64_t host_memory_limit(void)
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_ENGINE,
        OPT_SERIAL, OPT_DEBUG_EXIT, OPT_ON_REBOOT, OPT_DISK, OPT_CONSOLE, OPT_RNG,
-       OPT_NET, OPT_CPU_AFFINITY, OPT_IO_AFFINITY, OPT_SCHED };
+       OPT_NET, OPT_CPU_AFFINITY, OPT_IO_AFFINITY, OPT_SCHED, OPT_SHM };
 
 /* Make room for one more element at the end of *array (n elements of size
  * bytes now, at most max): 0, or -1 having told the user why. */
@@ -150,6 +156,22 @@ static int add_net(struct vm_config *cfg, const char *text)
 	if (net_config_parse(text, cfg->nr_nets, (struct net_config *)&cfg->nets[cfg->nr_nets]))
 		return -1; /* reported */
 	cfg->nr_nets++;
+	return 0;
+}
+
+/* Append one --shm to cfg->shms (an array the caller frees). */
+static int add_shm(struct vm_config *cfg, const char *text)
+{
+	void *a = (void *)cfg->shms;
+	if (grow_one(&a, cfg->nr_shms, VM_MAX_SHMS, sizeof(*cfg->shms), "--shm", "shared memory devices", text))
+		return -1;
+	cfg->shms = a;
+	char why[256];
+	if (shm_config_parse(text, (struct shm_config *)&cfg->shms[cfg->nr_shms], why, sizeof(why))) {
+		kite_err("%s", why);
+		return -1;
+	}
+	cfg->nr_shms++;
 	return 0;
 }
 
@@ -185,6 +207,7 @@ static int parse_run_args(int argc, char **argv, struct vm_config *cfg, struct p
 		{ "cpu-affinity", required_argument, NULL, OPT_CPU_AFFINITY },
 		{ "io-affinity", required_argument, NULL, OPT_IO_AFFINITY },
 		{ "sched", required_argument, NULL, OPT_SCHED },
+		{ "shm", required_argument, NULL, OPT_SHM },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -270,6 +293,10 @@ static int parse_run_args(int argc, char **argv, struct vm_config *cfg, struct p
 		case OPT_RNG: cfg->rng = true; break;
 		case OPT_NET:
 			if (add_net(cfg, optarg))
+				return -1;
+			break;
+		case OPT_SHM:
+			if (add_shm(cfg, optarg))
 				return -1;
 			break;
 		case OPT_CPU_AFFINITY:
@@ -470,6 +497,7 @@ static int cmd_run(int argc, char **argv)
 	placement_init(&pl);
 	int status = run_vm(argc, argv, &cfg, &pl);
 	placement_free(&pl);
+	free((void *)cfg.shms);
 	free((void *)cfg.disks);
 	free((void *)cfg.nets);
 	return status;

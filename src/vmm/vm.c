@@ -20,6 +20,7 @@
 #include "devices/legacy/serial8250.h"
 #include "devices/legacy/test_device.h"
 #include "devices/pci/host_bridge.h"
+#include "devices/pci/ivshmem.h"
 #include "devices/virtio/virtio_blk.h"
 #include "devices/virtio/virtio_console.h"
 #include "devices/virtio/virtio_net.h"
@@ -232,7 +233,11 @@ static int vm_create_virtio(struct vm *vm, struct char_backend *console_be)
 			return ret;
 		}
 	}
-	return vm_create_nics(vm, &win, &slot);
+	ret = vm_create_nics(vm, &win, &slot);
+	/* ivshmem devices last, so that they never move the others' slots */
+	for (unsigned i = 0; !ret && i < vm->cfg->nr_shms; i++)
+		ret = ivshmem_create(vm, &vm->cfg->shms[i], slot++, &win);
+	return ret;
 }
 
 /* The devices every kite PC has, on both engines. */
