@@ -5,6 +5,9 @@
  *   role=wait count=K      doorbell mode: announce this peer in the shared
  *                          memory, then answer K doorbells, each by ringing
  *                          the sender back (vector 0, MSI-X -> vector 32)
+ *   role=hostile           ring peers and vectors that do not exist, write the
+ *                          read-only and reserved registers, read past BAR2's
+ *                          end: kite must drop all of it and keep running
  *   role=ring count=K      doorbell mode: wait for a waiting peer, then ring
  *                          it K times, each time waiting for its answer; prints
  *                          the round trip in TSC ticks (min/median/max)
@@ -179,6 +182,22 @@ void guest_main(const struct multiboot_info *mbi)
 			}
 		}
 		printf("ivshmem: verified %u bytes, seed %u\n", shm_size, seed);
+		guest_exit(GUEST_OK);
+	}
+	if (role[0] == 'h') { /* hostile */
+		for (uint32_t peer = 0; peer < 70000; peer += 997)
+			mmio_write32(regs + 12, (peer << 16) | (peer & 0xffff));
+		mmio_write32(regs + 12, 0xffffffffu);
+		mmio_write32(regs + 8, 0x12345678u);   /* IVPosition is read-only */
+		mmio_write32(regs + 16, 0xdeadbeefu);  /* reserved */
+		mmio_write16(regs + 12, 0x1);          /* not a 32-bit access */
+		check(mmio_read32(regs + 8) == position, "IVPosition changed by a write");
+		check(mmio_read32(regs + 16) == 0, "a reserved register kept a write");
+		/* kite places BAR2 last: past its end nothing answers */
+		check(mmio_read32(shm + shm_size) == 0xffffffffu, "BAR2 reaches past its end");
+		*(volatile uint32_t *)(shm + shm_size - 4) = 0xa5a5a5a5u; /* the last word is fine */
+		check(*(volatile uint32_t *)(shm + shm_size - 4) == 0xa5a5a5a5u, "the last word of BAR2");
+		printf("ivshmem: hostile accesses survived\n");
 		guest_exit(GUEST_OK);
 	}
 	check(msix_cap >= 0, "doorbell roles need the server mode (MSI-X)");

@@ -16,6 +16,7 @@
 #include "backends/net/net.h"
 #include "devices/pci/ivshmem.h"
 #include "engine/engine.h"
+#include "tools/shm_server.h"
 #include "util/log.h"
 #include "util/size.h"
 #include "vmm/config.h"
@@ -31,6 +32,8 @@ static const char usage_main[] =
 	"\n"
 	"commands:\n"
 	"  run        boot a kernel in a new VM (see `kite run --help`)\n"
+	"  shm-server serve shared memory and doorbells to ivshmem peers\n"
+	"             (see `kite shm-server --help`)\n"
 	"  version    print kite's version\n"
 	"\n"
 	"Firecracker-compatible mode (a REST API on a Unix socket, see README.md):\n"
@@ -537,6 +540,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "run"))
 		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(cmd, "shm-server"))
+		return shm_server_main(argc - 1, argv + 1);
 	if (!strncmp(cmd, "--api-sock", 10) || !strncmp(cmd, "--config-file", 13) ||
 	    !strcmp(cmd, "--no-api") || !strncmp(cmd, "--id", 4))
 		return cmd_api(argc, argv);

@@ -690,6 +690,12 @@ static int open_plain(struct ivshmem *d, const struct shm_config *cfg)
 		return -EINVAL;
 	}
 	uint64_t size = cfg->size ? cfg->size : (uint64_t)st.st_size;
+	if (size < IVSHMEM_MIN_SIZE || size > IVSHMEM_MAX_SIZE || (size & (size - 1))) {
+		kite_err("--shm: '%s' has %llu bytes: give size= (a power of two from 4K to 256M) or "
+			 "a file of such a size", cfg->path, (unsigned long long)st.st_size);
+		close(fd);
+		return -EINVAL;
+	}
 	if (st.st_size == 0 && cfg->size) {
 		if (ftruncate(fd, (off_t)cfg->size) < 0) {
 			int e = -errno;
@@ -779,9 +785,9 @@ int ivshmem_create(struct vm *vm, const struct shm_config *cfg, unsigned slot,
 						MSIX_PBA_OFF);
 		}
 		d->bar_init[BAR_REGS] = pci_mmio_alloc(win, IVSHMEM_REG_SIZE);
-		d->bar_init[BAR_SHM] = pci_mmio_alloc(win, d->size);
 		if (d->doorbell)
 			d->bar_init[BAR_MSIX] = pci_mmio_alloc(win, MSIX_BAR_SIZE);
+		d->bar_init[BAR_SHM] = pci_mmio_alloc(win, d->size);
 		if (!ret && (!d->bar_init[BAR_REGS] || !d->bar_init[BAR_SHM] ||
 			     (d->doorbell && !d->bar_init[BAR_MSIX]))) {
 			kite_err("%s: no room for its BARs in the PCI window", d->name);
