@@ -177,3 +177,51 @@ def test_shm_server_errors(kite, tmp_path):
     assert r.returncode == 1 and "give one SOCKET path" in r.stderr
     r = subprocess.run([kite, "shm-server", "--help"], capture_output=True, text=True, timeout=10)
     assert r.returncode == 0 and "usage: kite shm-server SOCKET" in r.stdout
+
+
+# ---- two Debian guests --------------------------------------------------
+
+FIND_BAR2 = ("for d in /sys/bus/pci/devices/*; do "
+             "[ \"$(cat $d/vendor)\" = 0x1af4 ] && [ \"$(cat $d/device)\" = 0x1110 ] && "
+             "sed -n 3p $d/resource | cut -d' ' -f1; done")
+
+
+def test_two_linux_guests_share_memory(guest_image, tmp_path):
+    """Two Debian guests booted side by side on one shared file: guest A
+    writes words into BAR2 with devmem, the host reads them from the file,
+    guest B reads them back, and B's answer is in A's view at once."""
+    import linux_guest
+    from linux_guest import PROMPT, poweroff, run
+    kernel, initrd = guest_image
+    f = tmp_path / "shm"
+    args = ["--shm", f"path={f},size=1M"]
+    a = linux_guest.boot(kernel, initrd, "ivshmem-linux-a", args)
+    b = linux_guest.boot(kernel, initrd, "ivshmem-linux-b", args)
+    try:
+        for child in (a, b):
+            child.expect("kite-guest: init reached")
+            child.expect_exact(PROMPT)
+        status, out = run(a, FIND_BAR2)
+        assert status == 0, out
+        bar2 = int(out.split()[-1], 16)
+        assert bar2, out
+        words = [0x4B495445, 0x12345678, 0xCAFEF00D, 0x0BADC0DE]
+        cmd = "; ".join(f"devmem {bar2 + 4 * i:#x} 32 {w:#x}" for i, w in enumerate(words))
+        status, out = run(a, cmd)
+        assert status == 0, out
+        data = f.read_bytes()
+        assert [int.from_bytes(data[4 * i:4 * i + 4], "little") for i in range(4)] == words
+        status, out = run(b, FIND_BAR2)
+        bar2_b = int(out.split()[-1], 16)
+        status, out = run(b, "; ".join(f"devmem {bar2_b + 4 * i:#x} 32" for i in range(4)))
+        assert status == 0, out
+        assert [int(x, 16) for x in out.split()] == words, out
+        status, _ = run(b, f"devmem {bar2_b + 16:#x} 32 0x600DCAFE")
+        status, out = run(a, f"devmem {bar2 + 16:#x} 32")
+        assert int(out.split()[-1], 16) == 0x600DCAFE, out
+        assert poweroff(a) == 0
+        assert poweroff(b) == 0
+    finally:
+        for child in (a, b):
+            if child.isalive():
+                child.terminate(force=True)
