@@ -84,11 +84,12 @@ $(FUZZ_DIR)/%: tests/fuzz/%.c $(FUZZ_LIB) $(wildcard src/devices/virtio/*.h src/
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB) -luring
 
 # The API harness: the HTTP server, router and handlers with json-c.
-FUZZ_API_LIB := $(wildcard src/api/*.c) src/util/metrics.c src/util/log.c src/vmm/config_file.c
+FUZZ_API_LIB := $(wildcard src/api/*.c) src/util/metrics.c src/util/log.c src/vmm/config_file.c \
+                src/vmm/placement.c
 $(FUZZ_DIR)/fuzz_http: tests/fuzz/fuzz_http.c $(filter-out src/api/instance.c,$(FUZZ_API_LIB)) $(wildcard src/api/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -o $@ $< \
-		$(filter-out src/api/instance.c,$(FUZZ_API_LIB)) -ljson-c
+		$(filter-out src/api/instance.c,$(FUZZ_API_LIB)) -ljson-c -lm
 	@mkdir -p $@.corpus && cp tests/fuzz/corpus_http/* $@.corpus/
 
 fuzz: $(FUZZ_BINS)

@@ -7,7 +7,7 @@ GUEST_CFLAGS := -m32 -march=i686 -ffreestanding -fno-builtin -nostdlib -fno-pic 
 GUEST_LDFLAGS := -m32 -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-n -Wl,-z,noexecstack -Wl,--no-warn-rwx-segments \
                  -T guests/lib/link.ld
 GUEST_NAMES  := hello echo longmode interrupts spin triple cpuid smp reset
-GUEST_NAMES  += virtio_blk virtio_console
+GUEST_NAMES  += virtio_blk virtio_console rt_latency ivshmem
 GUEST_ELFS   := $(GUEST_NAMES:%=$(GUEST_BUILD)/%.elf)
 GUEST_LIB    := $(GUEST_BUILD)/lib/start.o $(GUEST_BUILD)/lib/runtime.o
 # shared by the guests that need them: PCI/virtio-PCI discovery, the IDT
@@ -24,8 +24,8 @@ $(GUEST_BUILD)/%.o: guests/%.S
 	@mkdir -p $(dir $@)
 	$(CC) $(GUEST_CFLAGS) -c -o $@ $<
 
-$(GUEST_BUILD)/lib/pci.o $(GUEST_BUILD)/virtio_blk.o $(GUEST_BUILD)/virtio_console.o: guests/lib/pci.h
-$(GUEST_BUILD)/lib/idt.o $(GUEST_BUILD)/interrupts.o $(GUEST_BUILD)/virtio_blk.o: guests/lib/idt.h
+$(GUEST_BUILD)/lib/pci.o $(GUEST_BUILD)/virtio_blk.o $(GUEST_BUILD)/virtio_console.o $(GUEST_BUILD)/ivshmem.o: guests/lib/pci.h
+$(GUEST_BUILD)/lib/idt.o $(GUEST_BUILD)/interrupts.o $(GUEST_BUILD)/virtio_blk.o $(GUEST_BUILD)/rt_latency.o $(GUEST_BUILD)/ivshmem.o: guests/lib/idt.h
 
 $(GUEST_BUILD)/hello.elf: $(GUEST_BUILD)/hello.o $(GUEST_LIB) guests/lib/link.ld
 $(GUEST_BUILD)/reset.elf: $(GUEST_BUILD)/reset.o $(GUEST_LIB) guests/lib/link.ld
@@ -38,6 +38,8 @@ $(GUEST_BUILD)/cpuid.elf: $(GUEST_BUILD)/cpuid.o $(GUEST_LIB) guests/lib/link.ld
 $(GUEST_BUILD)/smp.elf: $(GUEST_BUILD)/smp.o $(GUEST_BUILD)/smp_asm.o $(GUEST_LIB) guests/lib/link.ld
 $(GUEST_BUILD)/virtio_blk.elf: $(GUEST_BUILD)/virtio_blk.o $(GUEST_PCI) $(GUEST_IDT) $(GUEST_LIB) guests/lib/link.ld
 $(GUEST_BUILD)/virtio_console.elf: $(GUEST_BUILD)/virtio_console.o $(GUEST_PCI) $(GUEST_LIB) guests/lib/link.ld
+$(GUEST_BUILD)/rt_latency.elf: $(GUEST_BUILD)/rt_latency.o $(GUEST_IDT) $(GUEST_LIB) guests/lib/link.ld
+$(GUEST_BUILD)/ivshmem.elf: $(GUEST_BUILD)/ivshmem.o $(GUEST_PCI) $(GUEST_IDT) $(GUEST_LIB) guests/lib/link.ld
 
 $(GUEST_ELFS):
 	$(CC) $(GUEST_LDFLAGS) -o $@ $(filter %.o,$^)

@@ -14,10 +14,13 @@
 #include "api/instance.h"
 #include "backends/block/block.h"
 #include "backends/net/net.h"
+#include "devices/pci/ivshmem.h"
 #include "engine/engine.h"
+#include "tools/shm_server.h"
 #include "util/log.h"
 #include "util/size.h"
 #include "vmm/config.h"
+#include "vmm/placement.h"
 #include "vmm/vm.h"
 
 #define KITE_VERSION "0.1.0"
@@ -29,6 +32,8 @@ static const char usage_main[] =
 	"\n"
 	"commands:\n"
 	"  run        boot a kernel in a new VM (see `kite run --help`)\n"
+	"  shm-server serve shared memory and doorbells to ivshmem peers\n"
+	"             (see `kite shm-server --help`)\n"
 	"  version    print kite's version\n"
 	"\n"
 	"Firecracker-compatible mode (a REST API on a Unix socket, see README.md):\n"
@@ -82,6 +87,19 @@ static const char usage_run[] =
 	"  --debug-exit         enable the debug-exit port 0xf4: a guest write of v ends\n"
 	"                       kite with status (v << 1) | 1\n"
 	"  --on-reboot A        exit (default) or restart when the guest reboots\n"
+	"  --shm path=FILE[,size=SIZE] | --shm server=SOCKET[,vectors=N]\n"
+	"                       an ivshmem PCI device (QEMU's 1af4:1110): BAR2 is the shared\n"
+	"                       file itself (created at SIZE when missing; a power of two,\n"
+	"                       4K..256M), or memory from an ivshmem server (kite shm-server)\n"
+	"                       with doorbell interrupts between peers; repeatable, up to 4\n"
+	"  --cpu-affinity VCPU=CPULIST[:VCPU=CPULIST...]\n"
+	"                       pin vCPU threads to host CPUs (e.g. 0=0:1=1,3); unnamed\n"
+	"                       vCPUs run where kite may run\n"
+	"  --io-affinity CPULIST  pin kite's other threads (event loop, block I/O) there\n"
+	"  --sched rt:PRIO|normal[:WEIGHT]\n"
+	"                       vCPU threads: SCHED_FIFO at PRIO 1..99, or the normal policy\n"
+	"                       with a relative WEIGHT 1..10000 (100 = default share; kite\n"
+	"                       sets the nice value it maps to). A host refusal is an error\n"
 	"  -v, --verbose        more messages on stderr (repeat for debug)\n"
 	"  -h, --help           this text\n"
 	"\n"
@@ -111,7 +129,7 @@ static uint64_t host_memory_limit(void)
 
 enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_ENGINE,
        OPT_SERIAL, OPT_DEBUG_EXIT, OPT_ON_REBOOT, OPT_DISK, OPT_CONSOLE, OPT_RNG,
-       OPT_NET };
+       OPT_NET, OPT_CPU_AFFINITY, OPT_IO_AFFINITY, OPT_SCHED, OPT_SHM };
 
 /* Make room for one more element at the end of *array (n elements of size
  * bytes now, at most max): 0, or -1 having told the user why. */
@@ -144,6 +162,22 @@ static int add_net(struct vm_config *cfg, const char *text)
 	return 0;
 }
 
+/* Append one --shm to cfg->shms (an array the caller frees). */
+static int add_shm(struct vm_config *cfg, const char *text)
+{
+	void *a = (void *)cfg->shms;
+	if (grow_one(&a, cfg->nr_shms, VM_MAX_SHMS, sizeof(*cfg->shms), "--shm", "shared memory devices", text))
+		return -1;
+	cfg->shms = a;
+	char why[256];
+	if (shm_config_parse(text, (struct shm_config *)&cfg->shms[cfg->nr_shms], why, sizeof(why))) {
+		kite_err("%s", why);
+		return -1;
+	}
+	cfg->nr_shms++;
+	return 0;
+}
+
 /* Append one --disk to cfg->disks (an array the caller frees). */
 static int add_disk(struct vm_config *cfg, const char *text)
 {
@@ -157,7 +191,7 @@ static int add_disk(struct vm_config *cfg, const char *text)
 	return 0;
 }
 
-static int parse_run_args(int argc, char **argv, struct vm_config *cfg)
+static int parse_run_args(int argc, char **argv, struct vm_config *cfg, struct placement *pl)
 {
 	static const struct option opts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -173,6 +207,10 @@ static int parse_run_args(int argc, char **argv, struct vm_config *cfg)
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "rng", no_argument, NULL, OPT_RNG },
 		{ "net", required_argument, NULL, OPT_NET },
+		{ "cpu-affinity", required_argument, NULL, OPT_CPU_AFFINITY },
+		{ "io-affinity", required_argument, NULL, OPT_IO_AFFINITY },
+		{ "sched", required_argument, NULL, OPT_SCHED },
+		{ "shm", required_argument, NULL, OPT_SHM },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -260,6 +298,24 @@ static int parse_run_args(int argc, char **argv, struct vm_config *cfg)
 			if (add_net(cfg, optarg))
 				return -1;
 			break;
+		case OPT_SHM:
+			if (add_shm(cfg, optarg))
+				return -1;
+			break;
+		case OPT_CPU_AFFINITY:
+		case OPT_IO_AFFINITY:
+		case OPT_SCHED: {
+			char why[256];
+			int r = c == OPT_CPU_AFFINITY ? placement_parse_cpu_affinity(pl, optarg, why, sizeof(why))
+				: c == OPT_IO_AFFINITY ? placement_parse_io_affinity(pl, optarg, why, sizeof(why))
+				: placement_parse_sched(pl, optarg, why, sizeof(why));
+			if (r) {
+				kite_err("%s", why);
+				return -1;
+			}
+			cfg->placement = pl;
+			break;
+		}
 		case ':':
 			kite_err("option '%s' needs a value (see kite run --help)", argv[optind - 1]);
 			return -1;
@@ -332,9 +388,9 @@ out:
 	return status;
 }
 
-static int run_vm(int argc, char **argv, struct vm_config *cfg)
+static int run_vm(int argc, char **argv, struct vm_config *cfg, struct placement *pl)
 {
-	if (parse_run_args(argc, argv, cfg))
+	if (parse_run_args(argc, argv, cfg, pl))
 		return 1;
 
 	const struct engine_ops *engine;
@@ -439,8 +495,12 @@ static int cmd_api(int argc, char **argv)
 static int cmd_run(int argc, char **argv)
 {
 	struct vm_config cfg;
+	struct placement pl;
 	vm_config_defaults(&cfg);
-	int status = run_vm(argc, argv, &cfg);
+	placement_init(&pl);
+	int status = run_vm(argc, argv, &cfg, &pl);
+	placement_free(&pl);
+	free((void *)cfg.shms);
 	free((void *)cfg.disks);
 	free((void *)cfg.nets);
 	return status;
@@ -480,6 +540,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "run"))
 		return cmd_run(argc - 1, argv + 1);
+	if (!strcmp(cmd, "shm-server"))
+		return shm_server_main(argc - 1, argv + 1);
 	if (!strncmp(cmd, "--api-sock", 10) || !strncmp(cmd, "--config-file", 13) ||
 	    !strcmp(cmd, "--no-api") || !strncmp(cmd, "--id", 4))
 		return cmd_api(argc, argv);

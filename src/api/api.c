@@ -28,6 +28,10 @@ void api_destroy(struct api *api)
 	free(c->kernel);
 	free(c->initrd);
 	free(c->boot_args);
+	free(c->cpu_affinity);
+	free(c->io_affinity);
+	free(c->sched);
+	placement_free(&c->placement);
 	for (unsigned i = 0; i < c->nr_drives; i++) {
 		free(c->drives[i].id);
 		free(c->drives[i].path);

@@ -14,6 +14,7 @@
 
 #include "api/http.h"
 #include "util/metrics.h"
+#include "vmm/placement.h"
 
 struct json_object;
 
@@ -43,6 +44,10 @@ struct api_config {
 	char *kernel, *initrd, *boot_args;
 	unsigned vcpus, mem_mib;
 	bool smt, track_dirty;
+	/* kite extensions to machine-config: the --cpu-affinity, --io-affinity
+	 * and --sched strings (NULL: not set) and what they parse to */
+	char *cpu_affinity, *io_affinity, *sched;
+	struct placement placement;
 	struct api_drive drives[API_MAX_DRIVES];
 	unsigned nr_drives;
 	struct api_iface ifaces[API_MAX_IFACES];

@@ -69,6 +69,49 @@ static int apply_boot_source(struct api *api, struct json_object *o, char *err, 
 }
 
 /* ---- machine-config ---- */
+/* cpu_affinity, io_affinity and sched: parsed into a new placement, which
+ * replaces the old one only when all of it is valid for vcpus vCPUs. PUT
+ * starts from nothing, PATCH from what is set. */
+static int apply_placement(struct api *api, struct json_object *o, bool patch, unsigned vcpus,
+			   char *err, size_t errlen)
+{
+	struct api_config *c = &api->cfg;
+	const char *text[3] = { patch ? c->cpu_affinity : NULL, patch ? c->io_affinity : NULL,
+				patch ? c->sched : NULL };
+	static const char *const names[3] = { "cpu_affinity", "io_affinity", "sched" };
+	for (int i = 0; i < 3; i++)
+		api_json_str(o, names[i], &text[i]);
+	struct placement p;
+	placement_init(&p);
+	char why[256];
+	int ret = 0;
+	if (text[0] && (ret = placement_parse_cpu_affinity(&p, text[0], why, sizeof(why))))
+		goto bad;
+	if (text[1] && (ret = placement_parse_io_affinity(&p, text[1], why, sizeof(why))))
+		goto bad;
+	if (text[2] && (ret = placement_parse_sched(&p, text[2], why, sizeof(why))))
+		goto bad;
+	cpu_set_t allowed;
+	if (pthread_getaffinity_np(pthread_self(), sizeof(allowed), &allowed) == 0 &&
+	    (ret = placement_check(&p, vcpus, &allowed, why, sizeof(why))))
+		goto bad;
+	char *copies[3] = { NULL, NULL, NULL };
+	for (int i = 0; i < 3; i++)
+		copies[i] = text[i] ? strdup(text[i]) : NULL;
+	free(c->cpu_affinity);
+	free(c->io_affinity);
+	free(c->sched);
+	c->cpu_affinity = copies[0];
+	c->io_affinity = copies[1];
+	c->sched = copies[2];
+	placement_free(&c->placement);
+	c->placement = p;
+	return 0;
+bad:
+	placement_free(&p);
+	FAIL("Invalid machine configuration: %s.", why);
+}
+
 static int apply_machine_config(struct api *api, struct json_object *o, bool patch, char *err,
 				size_t errlen)
 {
@@ -79,6 +122,10 @@ static int apply_machine_config(struct api *api, struct json_object *o, bool pat
 		{ "track_dirty_pages", F_BOOL, false },
 		{ "cpu_template", F_STRING, false },
 		{ "huge_pages", F_STRING, false },
+		/* kite extensions, the same strings as the command line's flags */
+		{ "cpu_affinity", F_STRING, false },
+		{ "io_affinity", F_STRING, false },
+		{ "sched", F_STRING, false },
 	};
 	struct api_field fp[N(f)];
 	memcpy(fp, f, sizeof(f));
@@ -108,6 +155,8 @@ static int apply_machine_config(struct api *api, struct json_object *o, bool pat
 	if (mem < API_MIN_MEM_MIB || mem > (1u << 20))
 		FAIL("The memory size (MiB) is invalid: %llu; kite needs %d to %u MiB.",
 		     (unsigned long long)mem, API_MIN_MEM_MIB, 1u << 20);
+	if (apply_placement(api, o, patch, (unsigned)vcpus, err, errlen))
+		return -EINVAL;
 	api->cfg.vcpus = (unsigned)vcpus;
 	api->cfg.mem_mib = (unsigned)mem;
 	api->cfg.smt = smt;
@@ -603,6 +652,12 @@ static struct json_object *machine_config_obj(const struct api *api)
 	json_object_object_add(o, "smt", json_object_new_boolean(api->cfg.smt));
 	json_object_object_add(o, "track_dirty_pages", json_object_new_boolean(api->cfg.track_dirty));
 	json_object_object_add(o, "huge_pages", json_object_new_string("None"));
+	if (api->cfg.cpu_affinity)
+		json_object_object_add(o, "cpu_affinity", json_object_new_string(api->cfg.cpu_affinity));
+	if (api->cfg.io_affinity)
+		json_object_object_add(o, "io_affinity", json_object_new_string(api->cfg.io_affinity));
+	if (api->cfg.sched)
+		json_object_object_add(o, "sched", json_object_new_string(api->cfg.sched));
 	return o;
 }
 

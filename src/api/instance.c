@@ -63,6 +63,8 @@ static int inst_start(struct api *api, char *err, size_t len)
 	cfg->serial = in->opts->serial;
 	cfg->serial_path = in->opts->serial_path;
 	cfg->rng = c->entropy;
+	if (!placement_is_default(&c->placement))
+		cfg->placement = &c->placement;
 	for (unsigned i = 0; i < c->nr_drives; i++) {
 		struct disk_config *d = &in->disks[i];
 		snprintf(d->path, sizeof(d->path), "%s", c->drives[i].path);

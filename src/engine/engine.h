@@ -53,6 +53,12 @@ struct engine_ops {
 	 * holds them still over the pause, as a stopped machine's would. */
 	void (*vm_pause_time)(struct vm *vm, bool paused);
 
+	/* Optional: device memory region index of vm->mem was mapped, moved
+	 * or unmapped (gm_map_device_mem). The kvm engine updates the memory
+	 * slot; the soft engine needs nothing (its TLB fills through gm_ptr).
+	 * 0 or a negative errno. */
+	int (*device_mem_changed)(struct vm *vm, unsigned index);
+
 	/* Interrupt delivery (vmm/irq.h forwards here). */
 	int (*irq_line)(struct vm *vm, unsigned gsi, bool level);
 	int (*irq_msi)(struct vm *vm, uint64_t addr, uint32_t data);

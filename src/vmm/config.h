@@ -13,6 +13,9 @@ enum console_mode { CONSOLE_SERIAL, CONSOLE_VIRTIO };
 
 struct disk_config; /* backends/block/block.h */
 struct net_config;  /* backends/net/net.h */
+struct placement;   /* vmm/placement.h */
+struct shm_config;  /* devices/pci/ivshmem.h */
+#define VM_MAX_SHMS 4
 #define VM_MAX_NICS 8
 /* PCI slots 1-31 are shared by disks, virtio-rng and virtio-console. */
 #define VM_MAX_DISKS 16
@@ -38,6 +41,9 @@ struct vm_config {
 	const struct net_config *nets; /* --net, in order: eth0, eth1, ... */
 	unsigned nr_nets;
 	enum console_mode console;/* where the --serial backend goes: COM1 or hvc0 */
+	const struct placement *placement; /* --cpu-affinity/--io-affinity/--sched; NULL: none */
+	const struct shm_config *shms;     /* --shm: ivshmem devices, after the NICs */
+	unsigned nr_shms;
 };
 
 void vm_config_defaults(struct vm_config *cfg);

@@ -48,6 +48,7 @@ void guest_memory_destroy(struct guest_memory *mem)
 		munmap(mem->region[i].host, mem->region[i].size);
 	mem->nr_regions = 0;
 	mem->ram_size = 0;
+	atomic_store(&mem->nr_dev, 0); /* their owners unmap them */
 }
 
 void *gm_ptr(const struct guest_memory *mem, uint64_t gpa, uint64_t len)
@@ -61,7 +62,39 @@ void *gm_ptr(const struct guest_memory *mem, uint64_t gpa, uint64_t len)
 		    len <= r->size - (gpa - r->gpa))
 			return r->host + (gpa - r->gpa);
 	}
+	unsigned nd = atomic_load_explicit(&mem->nr_dev, memory_order_acquire);
+	for (unsigned i = 0; i < nd; i++) {
+		const struct device_mem *d = &mem->dev[i];
+		if (!atomic_load_explicit(&d->mapped, memory_order_acquire))
+			continue;
+		uint64_t base = atomic_load_explicit(&d->gpa, memory_order_relaxed);
+		if (gpa >= base && gpa - base < d->size && len <= d->size - (gpa - base))
+			return d->host + (gpa - base);
+	}
 	return NULL;
+}
+
+int gm_add_device_mem(struct guest_memory *mem, void *host, uint64_t size)
+{
+	unsigned n = atomic_load(&mem->nr_dev);
+	if (n >= GUEST_MEMORY_MAX_DEVICE_REGIONS)
+		return -ENOSPC;
+	mem->dev[n].host = host;
+	mem->dev[n].size = size;
+	atomic_store(&mem->dev[n].mapped, false);
+	atomic_store_explicit(&mem->nr_dev, n + 1, memory_order_release);
+	return (int)n;
+}
+
+void gm_map_device_mem(struct guest_memory *mem, unsigned index, uint64_t gpa, bool mapped)
+{
+	if (index >= atomic_load(&mem->nr_dev))
+		return;
+	struct device_mem *d = &mem->dev[index];
+	atomic_store_explicit(&d->mapped, false, memory_order_release);
+	atomic_store_explicit(&d->gpa, gpa, memory_order_relaxed);
+	if (mapped)
+		atomic_store_explicit(&d->mapped, true, memory_order_release);
 }
 
 int gm_read(const struct guest_memory *mem, uint64_t gpa, void *dst, uint64_t len)

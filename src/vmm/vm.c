@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,7 @@
 #include "devices/legacy/serial8250.h"
 #include "devices/legacy/test_device.h"
 #include "devices/pci/host_bridge.h"
+#include "devices/pci/ivshmem.h"
 #include "devices/virtio/virtio_blk.h"
 #include "devices/virtio/virtio_console.h"
 #include "devices/virtio/virtio_net.h"
@@ -27,6 +29,7 @@
 #include "util/event_loop.h"
 #include "util/log.h"
 #include "vmm/irq.h"
+#include "vmm/placement.h"
 
 void vm_config_defaults(struct vm_config *cfg)
 {
@@ -230,7 +233,11 @@ static int vm_create_virtio(struct vm *vm, struct char_backend *console_be)
 			return ret;
 		}
 	}
-	return vm_create_nics(vm, &win, &slot);
+	ret = vm_create_nics(vm, &win, &slot);
+	/* ivshmem devices last, so that they never move the others' slots */
+	for (unsigned i = 0; !ret && i < vm->cfg->nr_shms; i++)
+		ret = ivshmem_create(vm, &vm->cfg->shms[i], slot++, &win);
+	return ret;
 }
 
 /* The devices every kite PC has, on both engines. */
@@ -287,6 +294,22 @@ int vm_create(struct vm *vm, const struct vm_config *cfg, const struct engine_op
 	pthread_cond_init(&vm->pause_cond, NULL);
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
+	CPU_ZERO(&vm->startup_cpus);
+	pthread_getaffinity_np(pthread_self(), sizeof(vm->startup_cpus), &vm->startup_cpus);
+	if (cfg->placement) {
+		char why[512];
+		ret = placement_check(cfg->placement, cfg->nr_cpus, &vm->startup_cpus, why, sizeof(why));
+		if (ret) {
+			kite_err("%s", why);
+			goto fail;
+		}
+		/* before any I/O thread exists, so that every one inherits it */
+		ret = placement_io_self(cfg->placement);
+		if (ret) {
+			kite_err("cannot pin kite's I/O threads (--io-affinity): %s", strerror(-ret));
+			goto fail;
+		}
+	}
 
 	ret = guest_memory_init(&vm->mem, cfg->mem_size);
 	if (ret) {
@@ -362,6 +385,20 @@ static void *vcpu_thread(void *arg)
 {
 	struct vcpu *vcpu = arg;
 	struct vm *vm = vcpu->vm;
+	char name[16];
+	snprintf(name, sizeof(name), "vcpu%u", vcpu->id);
+	pthread_setname_np(pthread_self(), name);
+	if (vm->cfg->placement) {
+		int ret = placement_vcpu_self(vm->cfg->placement);
+		if (ret) {
+			kite_err("cannot give vCPU %u nice %d (--sched normal:%u): %s%s", vcpu->id,
+				 vm->cfg->placement->nice, vm->cfg->placement->weight, strerror(-ret),
+				 ret == -EACCES || ret == -EPERM ?
+				 " (a weight above 100 needs CAP_SYS_NICE)" : "");
+			vm_request_stop(vm, VM_STOP_ERROR, 0);
+			return NULL;
+		}
+	}
 	while (!vm_should_stop(vm)) {
 		if (atomic_load(&vm->pause_requested)) {
 			vcpu_park(vm);
@@ -393,9 +430,21 @@ int vm_run(struct vm *vm)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-		ret = -pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]);
+		pthread_attr_t attr;
+		pthread_attr_init(&attr);
+		const struct placement *pl = vm->cfg->placement;
+		ret = pl ? placement_vcpu_attr(pl, i, &vm->startup_cpus, &attr) : 0;
+		if (!ret)
+			ret = -pthread_create(&vm->vcpus[i].thread, &attr, vcpu_thread, &vm->vcpus[i]);
+		pthread_attr_destroy(&attr);
 		if (ret) {
-			kite_err("cannot start vCPU thread: %s", strerror(-ret));
+			if (pl && pl->sched == SCHED_KIND_RT && ret == -EPERM)
+				kite_err("cannot start vCPU %u with SCHED_FIFO priority %d (--sched rt:%d): %s "
+					 "(needs CAP_SYS_NICE or RLIMIT_RTPRIO >= %d, and real-time "
+					 "runtime in kite's cgroup)", i, pl->rt_priority, pl->rt_priority,
+					 strerror(-ret), pl->rt_priority);
+			else
+				kite_err("cannot start vCPU %u thread: %s", i, strerror(-ret));
 			vm_request_stop(vm, VM_STOP_ERROR, 0);
 			break;
 		}
@@ -441,6 +490,8 @@ void vm_destroy(struct vm *vm)
 	if (vm->engine_data)
 		vm->engine->vm_destroy(vm);
 	guest_memory_destroy(&vm->mem);
+	if (vm->cfg && vm->cfg->placement && vm->cfg->placement->io_pinned && CPU_COUNT(&vm->startup_cpus))
+		pthread_setaffinity_np(pthread_self(), sizeof(vm->startup_cpus), &vm->startup_cpus);
 	bus_destroy(&vm->pio);
 	bus_destroy(&vm->mmio);
 }

@@ -4,6 +4,7 @@
 #ifndef KITE_VMM_VM_H
 #define KITE_VMM_VM_H
 
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -65,6 +66,10 @@ struct vm {
 
 	struct event_loop *loop;  /* backends and timers; started by vm_run */
 	struct pci_bus *pci;      /* bus 0 behind the host bridge */
+
+	/* The CPUs the creating thread could run on before --io-affinity
+	 * pinned it: unpinned vCPUs run there, and vm_destroy restores it. */
+	cpu_set_t startup_cpus;
 };
 
 /* Lifecycle, all from the main thread. Each returns 0 or a negative errno

@@ -108,6 +108,38 @@ Test(api_handlers, machine_config_put_get_patch)
 	json_object_put(o);
 }
 
+/* kite's extension fields: the command line's strings, checked at PUT */
+Test(api_handlers, machine_config_placement)
+{
+	const char *b = last;
+	cr_assert_eq(req("PUT", "/machine-config",
+			 "{\"vcpu_count\": 2, \"mem_size_mib\": 128, \"cpu_affinity\": \"0=0:1=0\","
+			 " \"io_affinity\": \"0\", \"sched\": \"rt:5\"}", &b), 204, "%s", b);
+	cr_assert_eq(api.cfg.placement.nr_pins, 2);
+	cr_assert_eq(api.cfg.placement.sched, SCHED_KIND_RT);
+	cr_assert_eq(req("GET", "/machine-config", NULL, &b), 200);
+	struct json_object *o = json_tokener_parse(b);
+	cr_assert_str_eq(json_object_get_string(json_object_object_get(o, "cpu_affinity")), "0=0:1=0");
+	cr_assert_str_eq(json_object_get_string(json_object_object_get(o, "sched")), "rt:5");
+	json_object_put(o);
+	/* PATCH keeps what it does not name */
+	cr_assert_eq(req("PATCH", "/machine-config", "{\"sched\": \"normal:200\"}", &b), 204, "%s", b);
+	cr_assert_eq(api.cfg.placement.nr_pins, 2);
+	cr_assert_eq(api.cfg.placement.sched, SCHED_KIND_NORMAL);
+	/* a vCPU the VM does not have; the old placement stays */
+	int s = req("PATCH", "/machine-config", "{\"vcpu_count\": 1}", &b);
+	assert_fault(s, b, "names vCPU 1 but the VM has 1 vCPU");
+	cr_assert_eq(api.cfg.vcpus, 2);
+	s = req("PATCH", "/machine-config", "{\"sched\": \"rt:100\"}", &b);
+	assert_fault(s, b, "rt:PRIO takes a priority 1..99");
+	cr_assert_eq(api.cfg.placement.sched, SCHED_KIND_NORMAL);
+	s = req("PATCH", "/machine-config", "{\"cpu_affinity\": 3}", &b);
+	assert_fault(s, b, "invalid type");
+	/* PUT without them clears them */
+	cr_assert_eq(req("PUT", "/machine-config", "{\"vcpu_count\": 1, \"mem_size_mib\": 128}", &b), 204);
+	cr_assert(placement_is_default(&api.cfg.placement));
+}
+
 Test(api_handlers, machine_config_errors)
 {
 	const char *b = last;

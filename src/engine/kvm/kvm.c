@@ -321,6 +321,31 @@ static int kvm_irq_line(struct vm *vm, unsigned gsi, bool level)
 	return 0;
 }
 
+/* Device memory (vmm/memory.h) sits in the slots after RAM's. KVM moves a
+ * slot only by deleting it (size 0) and adding it again. */
+#define KVM_DEVICE_MEM_SLOT0 8
+
+static int kvm_device_mem_changed(struct vm *vm, unsigned index)
+{
+	struct kvm_vm *k = vm->engine_data;
+	if (index >= GUEST_MEMORY_MAX_DEVICE_REGIONS)
+		return -EINVAL;
+	const struct device_mem *d = &vm->mem.dev[index];
+	struct kvm_userspace_memory_region slot = {
+		.slot = KVM_DEVICE_MEM_SLOT0 + index,
+		.userspace_addr = (uint64_t)(uintptr_t)d->host,
+	};
+	if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0 && errno != EINVAL)
+		return -errno;
+	if (!atomic_load(&d->mapped))
+		return 0;
+	slot.guest_phys_addr = atomic_load(&d->gpa);
+	slot.memory_size = d->size;
+	if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
+		return -errno;
+	return 0;
+}
+
 static int kvm_irq_msi(struct vm *vm, uint64_t addr, uint32_t data)
 {
 	struct kvm_vm *k = vm->engine_data;
@@ -348,4 +373,5 @@ const struct engine_ops kvm_engine = {
 	.vcpu_kick = kvm_vcpu_kick,
 	.irq_line = kvm_irq_line,
 	.irq_msi = kvm_irq_msi,
+	.device_mem_changed = kvm_device_mem_changed,
 };

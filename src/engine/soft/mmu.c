@@ -278,7 +278,11 @@ uint64_t soft_translate(struct soft_cpu *cpu, uint64_t la, int acc)
 	e->addend = host ? (uintptr_t)host - (pn << 12) : 0;
 	if (host) {
 		e->tag_r = check(cpu, &w, ACC_READ, view, false) ? TLB_NONE : pn;
-		e->tag_w = (w.dirty && !check(cpu, &w, ACC_WRITE, view, false)) ? pn : TLB_NONE;
+		/* The write fast path indexes code_pages by the physical page:
+		 * device memory beyond RAM (an ivshmem BAR) writes through the
+		 * slow path, which checks the bound. */
+		e->tag_w = (w.dirty && !check(cpu, &w, ACC_WRITE, view, false) &&
+			    (ppage >> 12) < cpu->nr_pages) ? pn : TLB_NONE;
 		e->tag_x = check(cpu, &w, ACC_EXEC, view, false) ? TLB_NONE : pn;
 	} else {
 		/* MMIO: never on the fast path; remember the translation for this
